@@ -1,0 +1,92 @@
+"""The library entry points: load a config, sync it, or just iterate a stream's records."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from syncline.config import Config, load_config
+from syncline.engine import ProgressListener, SyncSummary, run_sync
+from syncline.errors import ConfigError
+from syncline.http import HttpClient, secrets_of
+from syncline.incremental import start_pass
+from syncline.pages import walk_pages
+from syncline.paginate import make_paginator
+from syncline.plan import plan_jobs
+from syncline.records import RecordShaper
+from syncline.redact import Redactor
+from syncline.stores import State
+
+__all__ = ["iter_records", "sync"]
+
+
+def _config(config: Config | str | os.PathLike[str]) -> Config:
+    return config if isinstance(config, Config) else load_config(config)
+
+
+def sync(
+    config: Config | str | os.PathLike[str],
+    *,
+    streams: Sequence[str] = (),
+    partitions: Sequence[str] = (),
+    full_refresh: bool = False,
+    concurrency: int = 4,
+    listener: ProgressListener | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> SyncSummary:
+    """Sync into the config's store and return the summary (``summary.ok`` says if all passed)."""
+    return asyncio.run(
+        run_sync(
+            _config(config),
+            streams=streams,
+            partitions=partitions,
+            full_refresh=full_refresh,
+            concurrency=concurrency,
+            listener=listener,
+            transport=transport,
+        )
+    )
+
+
+def iter_records(
+    config: Config | str | os.PathLike[str],
+    stream: str,
+    *,
+    partitions: Sequence[str] = (),
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every record of one stream (all its partitions), page by page, with no store involved.
+
+    Memory stays bounded: one page is held at a time. A full pass every time,
+    since without a store there is no checkpoint to continue from.
+    """
+    cfg = _config(config)
+    jobs = plan_jobs(cfg, [stream], partitions)
+    if not jobs:
+        raise ConfigError(f"no partition of stream {stream!r} matches {list(partitions)}")
+    loop = asyncio.new_event_loop()
+    try:
+        for job in jobs:
+            redactor = Redactor(secrets_of(job.source))
+            client = HttpClient(job.source, redactor=redactor, transport=transport)
+            paginator = make_paginator(job.stream.paginate)
+            state = State(job.state_key)
+            start_pass(job.stream, paginator, state, full_refresh=True)
+            assert state.position is not None
+            pages = walk_pages(job, client, paginator, RecordShaper(job.stream), state.position)
+            try:
+                while True:
+                    try:
+                        fetched = loop.run_until_complete(anext(pages))
+                    except StopAsyncIteration:
+                        break
+                    yield from fetched.records
+            finally:
+                loop.run_until_complete(pages.aclose())
+                loop.run_until_complete(client.__aexit__(None, None, None))
+    finally:
+        loop.close()

@@ -1,0 +1,13 @@
+"""Configuration: frozen models, YAML loading with ``${VAR}`` interpolation, validation."""
+
+from syncline.config.loader import config_from_dict, load_config
+from syncline.config.models import Config, GraphQLConfig, SourceConfig, StreamConfig
+
+__all__ = [
+    "Config",
+    "GraphQLConfig",
+    "SourceConfig",
+    "StreamConfig",
+    "config_from_dict",
+    "load_config",
+]

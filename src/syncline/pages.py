@@ -1,0 +1,94 @@
+"""Walking one pass of a stream page by page, with the guards every paginator needs.
+
+The paginator says how to get the next page; this module makes sure it
+cannot go wrong in the ways real servers make it go wrong: a repeated cursor
+or URL (cycles included), endless empty pages, a ``max_pages`` backstop, and a
+next link that would carry our credentials to another origin.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from syncline.errors import PaginationLoop, SourceError, UnsafeNextLink
+from syncline.http import HttpClient, RequestCounter, origin_of
+from syncline.paginate import Page, Paginator, Position
+from syncline.plan import Job
+from syncline.records import RecordShaper, decode_body
+from syncline.request import RequestSpec
+
+__all__ = ["FetchedPage", "walk_pages"]
+
+MAX_EMPTY_PAGES = 3
+"""Empty pages in a row that a paginator may ask to continue after before we call it a loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedPage:
+    position: Position
+    page: Page
+    records: list[Any]
+    next_position: Position | None
+
+
+async def walk_pages(
+    job: Job,
+    client: HttpClient,
+    paginator: Paginator,
+    shaper: RecordShaper,
+    position: Position,
+    *,
+    filter_param: str | None = None,
+    filter_value: Any = None,
+    counter: RequestCounter | None = None,
+) -> AsyncGenerator[FetchedPage, None]:
+    """Yield each page of the pass from ``position``; the caller commits before asking for more."""
+    base = job.base_request()
+    max_pages = getattr(job.stream.paginate, "max_pages", None)
+    seen: set[str] = set()
+    pages = empty_streak = 0
+    current: Position | None = position
+    while current is not None:
+        marker = json.dumps(current, sort_keys=True, default=str)
+        if marker in seen:
+            raise PaginationLoop(f"the server led back to a page already fetched ({marker})")
+        seen.add(marker)
+        if max_pages is not None and pages >= max_pages:
+            raise PaginationLoop(f"max_pages ({max_pages}) reached before the last page")
+        request = paginator.apply(current, base)
+        if filter_param and filter_value is not None and not request.follows_link:
+            request = request.with_value(filter_param, filter_value)
+        if request.follows_link:
+            _check_link(client, request)
+        response = await client.fetch(request, counter)
+        try:
+            body = decode_body(response.content, response.headers.get("content-type"))
+            records = shaper.select(body)
+            page = Page(body, response.headers, response.link_headers, response.url, len(records))
+            next_position = paginator.advance(current, page)
+        except SourceError as exc:
+            if exc.request is None:
+                exc.request = client.summary(request, response.status)
+            raise
+        yield FetchedPage(current, page, records, next_position)
+        pages += 1
+        empty_streak = 0 if records else empty_streak + 1
+        if next_position is not None and empty_streak >= MAX_EMPTY_PAGES:
+            raise PaginationLoop(
+                f"{empty_streak} empty pages in a row while the server says there is more",
+                request=client.summary(request, response.status),
+            )
+        current = next_position
+
+
+def _check_link(client: HttpClient, request: RequestSpec) -> None:
+    """A next link must stay on the API's origin: same scheme, host and port."""
+    if origin_of(request.url) != origin_of(client.source.base_url):
+        scheme, host, port = origin_of(request.url)
+        raise UnsafeNextLink(
+            f"next link leaves {client.source.base_url} for {scheme}://{host}:{port}/… "
+            "(not followed; credentials were not sent)"
+        )

@@ -1,0 +1,18 @@
+"""A deterministic fake paginated API, served over real HTTP on loopback.
+
+Why it exists: syncline's job is to walk real-world pagination schemes
+correctly, resume incrementally and survive data changing underneath it.
+Testing that against public APIs is slow, flaky and needs tokens; mocking the
+HTTP layer hides exactly the bugs we care about.  The sandbox instead serves
+one reproducible dataset through one endpoint per pagination style (pages,
+0-based pages, offset, cursor, changes feed, ``Link`` header, HAL next link,
+GraphQL Relay, unpaginated) on a real uvicorn server, with admin endpoints so
+that tests can mutate data mid-sync and count requests.  It is also what the
+benchmarks (up to 1,000,000 generated records) and the demo run against.
+"""
+
+from syncline.sandbox.app import create_app
+from syncline.sandbox.dataset import Dataset
+from syncline.sandbox.server import SandboxProcess, main, serve
+
+__all__ = ["Dataset", "SandboxProcess", "create_app", "main", "serve"]

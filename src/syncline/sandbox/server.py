@@ -1,0 +1,265 @@
+"""Running the sandbox: in this process (``serve``/``main``) or as a child
+process (``SandboxProcess``).
+
+Why a child process for tests and benchmarks: the client under test then talks
+to a real uvicorn server over real loopback sockets on its own event loop and
+CPU, exactly like production, and a crashed or hung client cannot corrupt the
+server's state.  The child announces readiness with a single stdout line that
+carries the port it actually bound, so port 0 (any free port) is race-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import ipaddress
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Any, Self
+
+import httpx
+import uvicorn
+
+from syncline.sandbox.app import create_app
+from syncline.sandbox.dataset import Dataset
+
+READY_PREFIX = "syncline sandbox listening on "
+
+
+class _Stopped(Exception):
+    """Raised from our SIGTERM handler so ``serve`` can return normally."""
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stopped
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints the ready line once it accepts requests."""
+
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self._url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(f"{READY_PREFIX}{self._url}", flush=True)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind a loopback socket ourselves, so port 0 yields a known real port."""
+    address = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
+    if not address.is_loopback:
+        raise ValueError(f"the sandbox only binds loopback addresses, not {host!r}")
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((str(address), port))
+    return sock
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 38001,
+    records: int = 2345,
+    seed: int = 7,
+    token: str | None = None,
+) -> None:
+    """Serve the sandbox until SIGINT/SIGTERM (blocking); loopback only."""
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    config = uvicorn.Config(
+        create_app(Dataset(records, seed), token=token),
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
+        http="httptools" if importlib.util.find_spec("httptools") else "auto",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+    server = _AnnouncingServer(config, f"http://{shown_host}:{bound_port}")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    try:
+        # uvicorn shuts down gracefully on a signal, then re-raises it; our
+        # handler (or KeyboardInterrupt) turns that into a normal return.
+        server.run(sockets=[sock])
+    except (_Stopped, KeyboardInterrupt):
+        pass
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m syncline.sandbox",
+        description="Serve a deterministic fake paginated REST/GraphQL API on loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=38001, help="0 picks a free port")
+    parser.add_argument("--records", type=int, default=2345)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.records, args.seed, args.token)
+    return 0
+
+
+def _child_env() -> dict[str, str]:
+    """Our environment, with the directory holding ``syncline`` on PYTHONPATH."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_root not in paths:
+        paths.insert(0, package_root)
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+class SandboxProcess:
+    """Context manager running ``python -m syncline.sandbox --port 0`` in a child.
+
+    >>> with SandboxProcess(records=100) as sandbox:  # doctest: +SKIP
+    ...     httpx.get(f"{sandbox.base_url}/page/items").json()["total"]
+    100
+    """
+
+    def __init__(
+        self,
+        records: int = 2345,
+        seed: int = 7,
+        token: str | None = None,
+        *,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        self.records_count = records
+        self.seed = seed
+        self.token = token
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._client: httpx.Client | None = None
+        self._base_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("sandbox is not running")
+        return self._base_url
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("sandbox is not running")
+        return self._proc.pid
+
+    def start(self) -> Self:
+        command = [sys.executable, "-m", "syncline.sandbox", "--port", "0"]
+        command += ["--records", str(self.records_count), "--seed", str(self.seed)]
+        if self.token is not None:
+            command += ["--token", self.token]
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=_child_env()
+        )
+        line = self._read_ready_line(self._proc)
+        if not line.startswith(READY_PREFIX):
+            error = self._stderr_text()
+            self.stop()
+            raise RuntimeError(f"sandbox did not start (stdout {line!r}); stderr:\n{error}")
+        self._base_url = line[len(READY_PREFIX) :].strip()
+        self._client = httpx.Client(base_url=self._base_url, timeout=60.0, trust_env=False)
+        return self
+
+    def _read_ready_line(self, proc: subprocess.Popen[str]) -> str:
+        """First stdout line, or ``""`` if none arrives within the timeout."""
+        lines: queue.Queue[str] = queue.Queue(maxsize=1)
+        stdout = proc.stdout
+        assert stdout is not None
+        reader = threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True)
+        reader.start()
+        try:
+            return lines.get(timeout=self.startup_timeout)
+        except queue.Empty:
+            return ""
+
+    def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        """SIGTERM, wait up to 5 s, then SIGKILL; always releases resources."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._base_url = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- admin API ------------------------------------------------------------
+
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if self._client is None:
+            raise RuntimeError("sandbox is not running")
+        response = self._client.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def admin_reset(self, records: int | None = None, seed: int | None = None) -> dict[str, Any]:
+        """Recreate the dataset (``None`` keeps the launch setting); zeroes stats."""
+        result: dict[str, Any] = self._admin(
+            "POST", "/_admin/reset", {"records": records, "seed": seed}
+        )
+        return result
+
+    def mutate(self, update: int = 0, insert: int = 0, delete: int = 0) -> dict[str, list[int]]:
+        body = {"update": update, "insert": insert, "delete": delete}
+        result: dict[str, list[int]] = self._admin("POST", "/_admin/mutate", body)
+        return result
+
+    def records(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._admin("GET", "/_admin/records")["records"]
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._admin("GET", "/_admin/stats")
+        return result
+
+    def reset_stats(self) -> None:
+        self._admin("POST", "/_admin/stats/reset")

@@ -1,0 +1,97 @@
+"""The contract every store keeps: page rows and the checkpoint after them, in one transaction.
+
+That single rule is what makes a crash lose nothing and double nothing: on
+restart the engine resumes from the stored position, and the rows that
+position covers are exactly the rows that were committed with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Row", "RunRecord", "State", "StateKey", "Store", "TableSpec"]
+
+Row = tuple[Any, ...]
+"""Partition values, primary-key values, then ``_data`` (JSON text) and ``_updated_at``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    name: str
+    partition_columns: tuple[str, ...]
+    key_columns: tuple[str, ...]
+
+    @property
+    def identity_columns(self) -> tuple[str, ...]:
+        return self.partition_columns + self.key_columns
+
+
+@dataclass(frozen=True, slots=True)
+class StateKey:
+    source: str
+    stream: str
+    partition: str
+    """Canonical JSON of the partition values (``{}`` for an unpartitioned stream)."""
+
+
+@dataclass(slots=True)
+class State:
+    """One checkpoint: what the last complete pass left, and where the current pass is."""
+
+    key: StateKey
+    watermark: dict[str, Any] | None = None
+    """``{"value": normalised, "raw": as the API sent it}`` of the newest record synced."""
+    cursor: Any = None
+    """The cursor a ``cursor``-incremental stream continues from."""
+    position: dict[str, Any] | None = None
+    """The paginator position of the next page of an unfinished pass (``None``: no pass open)."""
+    pass_filter: Any = None
+    """The filter value the open pass sends on every page, fixed when the pass starts."""
+    pass_max: dict[str, Any] | None = None
+    """Newest modification seen on the committed pages of the open pass."""
+    run_id: str | None = None
+    status: str | None = None
+    error: str | None = None
+    records: int = 0
+    pages: int = 0
+    requests: int = 0
+    updated_at: str | None = None
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: str
+    started_at: str
+    ended_at: str | None = None
+    status: str = "running"
+    records: int = 0
+    requests: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Store(Protocol):
+    def ensure_table(self, table: TableSpec) -> None: ...
+
+    def load_state(self, key: StateKey) -> State | None: ...
+
+    def commit_page(self, table: TableSpec, rows: Sequence[Row], state: State) -> None:
+        """Upsert ``rows`` (newest wins) and save ``state``, atomically."""
+        ...
+
+    def save_state(self, state: State) -> None: ...
+
+    def delete_state(self, source: str, stream: str, partition: str | None = None) -> int: ...
+
+    def all_states(self) -> list[State]: ...
+
+    def count_rows(self, table: str, partition_columns: dict[str, Any]) -> int | None: ...
+
+    def start_run(self, run: RunRecord) -> None: ...
+
+    def finish_run(self, run: RunRecord) -> None: ...
+
+    def last_runs(self, limit: int = 10) -> list[RunRecord]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,248 @@
+"""The embedded default store: one SQLite file, WAL mode, one table per stream.
+
+Durability: ``synchronous=NORMAL`` under WAL survives any process crash (the
+guarantee syncline promises); a power cut may lose the last commits but never
+splits a page from its checkpoint, because both are in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from syncline.errors import StoreError
+from syncline.stores.base import Row, RunRecord, State, StateKey, TableSpec
+
+__all__ = ["SQLiteStore", "quote_identifier"]
+
+SCHEMA_VERSION = 1
+_META_COLUMNS = ("_data", "_updated_at", "_synced_at")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS _syncline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _syncline_state (
+    source TEXT NOT NULL, stream TEXT NOT NULL, partition TEXT NOT NULL,
+    watermark TEXT, cursor TEXT, position TEXT, pass_filter TEXT, pass_max TEXT,
+    run_id TEXT, status TEXT, error TEXT,
+    records INTEGER NOT NULL DEFAULT 0, pages INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0, updated_at TEXT,
+    PRIMARY KEY (source, stream, partition)
+);
+CREATE TABLE IF NOT EXISTS _syncline_runs (
+    id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL,
+    records INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0, errors TEXT
+);
+"""
+_STATE_COLUMNS = (
+    "watermark", "cursor", "position", "pass_filter", "pass_max",
+    "run_id", "status", "error", "records", "pages", "requests", "updated_at",
+)  # fmt: skip
+_JSON_STATE = frozenset({"watermark", "cursor", "position", "pass_filter", "pass_max"})
+
+
+def quote_identifier(name: str) -> str:
+    """The one way an identifier enters SQL: double-quoted, inner quotes doubled."""
+    if "\x00" in name:
+        raise StoreError(f"identifier {name!r} contains a NUL byte")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SQLiteStore:
+    """A :class:`~syncline.stores.base.Store` on one SQLite file, safe to share across threads."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._upserts: dict[str, str] = {}
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._check_schema_version()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from None
+
+    def _check_schema_version(self) -> None:
+        row = self._db.execute(
+            "SELECT value FROM _syncline_meta WHERE key='schema_version'"
+        ).fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO _syncline_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer syncline (schema {row[0]}); upgrade syncline"
+            )
+
+    def ensure_table(self, table: TableSpec) -> None:
+        columns = [*table.identity_columns, *_META_COLUMNS]
+        clash = set(_META_COLUMNS) & set(table.identity_columns)
+        if clash or len(set(columns)) != len(columns):
+            raise StoreError(f"table {table.name!r}: column names collide: {columns}")
+        q = quote_identifier
+        ddl = (
+            f"CREATE TABLE IF NOT EXISTS {q(table.name)} ("
+            + ", ".join(q(c) for c in table.identity_columns)
+            + ", _data TEXT NOT NULL, _updated_at, _synced_at TEXT NOT NULL, PRIMARY KEY ("
+            + ", ".join(q(c) for c in table.identity_columns)
+            + "))"
+        )
+        with self._lock:
+            self._db.execute(ddl)
+        names = ", ".join(q(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        # Newest wins: a row never moves back in _updated_at; on a tie the later arrival wins.
+        self._upserts[table.name] = (
+            f"INSERT INTO {q(table.name)} ({names}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(q(c) for c in table.identity_columns)}) DO UPDATE SET "
+            "_data = excluded._data, _updated_at = excluded._updated_at, "
+            "_synced_at = excluded._synced_at "
+            f"WHERE excluded._updated_at IS NULL OR {q(table.name)}._updated_at IS NULL "
+            f"OR excluded._updated_at >= {q(table.name)}._updated_at"
+        )
+
+    def commit_page(self, table: TableSpec, rows: Sequence[Row], state: State) -> None:
+        synced_at = _now()
+        sql = self._upserts[table.name]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                if rows:
+                    self._db.executemany(sql, [(*row, synced_at) for row in rows])
+                self._write_state(state)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"writing {table.name} to {self.path} failed: {exc}") from None
+
+    def save_state(self, state: State) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._write_state(state)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"saving state to {self.path} failed: {exc}") from None
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _write_state(self, state: State) -> None:
+        state.updated_at = _now()
+        values = [
+            json.dumps(getattr(state, c)) if c in _JSON_STATE else getattr(state, c)
+            for c in _STATE_COLUMNS
+        ]
+        marks = ", ".join("?" for _ in _STATE_COLUMNS)
+        self._db.execute(
+            f"INSERT OR REPLACE INTO _syncline_state (source, stream, partition, "
+            f"{', '.join(_STATE_COLUMNS)}) VALUES (?, ?, ?, {marks})",
+            (state.key.source, state.key.stream, state.key.partition, *values),
+        )
+
+    def load_state(self, key: StateKey) -> State | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join(_STATE_COLUMNS)} FROM _syncline_state "
+                "WHERE source = ? AND stream = ? AND partition = ?",
+                (key.source, key.stream, key.partition),
+            ).fetchone()
+        return None if row is None else self._state(key, row)
+
+    def _state(self, key: StateKey, row: Sequence[Any]) -> State:
+        fields: dict[str, Any] = {}
+        for column, stored in zip(_STATE_COLUMNS, row, strict=True):
+            if column in _JSON_STATE and stored is not None:
+                try:
+                    fields[column] = json.loads(stored)
+                except ValueError:
+                    raise StoreError(
+                        f"{self.path}: the checkpoint of {key.source}.{key.stream} {key.partition} "
+                        "is corrupt; run `syncline reset` for that stream"
+                    ) from None
+            else:
+                fields[column] = stored
+        return State(key=key, **fields)
+
+    def all_states(self) -> list[State]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT source, stream, partition, {', '.join(_STATE_COLUMNS)} "
+                "FROM _syncline_state ORDER BY source, stream, partition"
+            ).fetchall()
+        return [self._state(StateKey(*row[:3]), row[3:]) for row in rows]
+
+    def delete_state(self, source: str, stream: str, partition: str | None = None) -> int:
+        sql = "DELETE FROM _syncline_state WHERE source = ? AND stream = ?"
+        args: tuple[str, ...] = (source, stream)
+        if partition is not None:
+            sql, args = sql + " AND partition = ?", (*args, partition)
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    def count_rows(self, table: str, partition_columns: dict[str, Any]) -> int | None:
+        where = " AND ".join(f"{quote_identifier(c)} = ?" for c in partition_columns)
+        sql = f"SELECT count(*) FROM {quote_identifier(table)}" + (
+            f" WHERE {where}" if where else ""
+        )
+        with self._lock:
+            try:
+                row = self._db.execute(sql, tuple(partition_columns.values())).fetchone()
+            except sqlite3.OperationalError:
+                return None  # table not created yet
+        return int(row[0])
+
+    def start_run(self, run: RunRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO _syncline_runs (id, started_at, status) VALUES (?, ?, ?)",
+                (run.id, run.started_at, run.status),
+            )
+
+    def finish_run(self, run: RunRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE _syncline_runs SET ended_at = ?, status = ?, records = ?, requests = ?, "
+                "errors = ? WHERE id = ?",
+                (
+                    run.ended_at,
+                    run.status,
+                    run.records,
+                    run.requests,
+                    json.dumps(run.errors),
+                    run.id,
+                ),
+            )
+
+    def last_runs(self, limit: int = 10) -> list[RunRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, started_at, ended_at, status, records, requests, errors "
+                "FROM _syncline_runs ORDER BY started_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else [])
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
