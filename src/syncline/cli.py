@@ -1,0 +1,259 @@
+"""The ``syncline`` command: a thin layer over the library (see :mod:`syncline.api`).
+
+Exit codes: 0 all succeeded; 1 some (stream, partition) failed; 2 config or
+usage error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from syncline.config import Config, load_config
+from syncline.engine import ProgressListener, SyncSummary, run_sync
+from syncline.errors import ConfigError, StoreError, SynclineError
+from syncline.plan import Job, plan_jobs
+from syncline.progress import BarsListener, LogLinesListener
+from syncline.stores import State, Store, open_store
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default="syncline.yaml",
+    envvar="SYNCLINE_CONFIG",
+    show_default=True,
+    help="The YAML config file.",
+)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="syncline")
+def cli() -> None:
+    """Keep a local store in sync with HTTP APIs you can only poll."""
+
+
+@cli.command()
+@config_option
+@click.option("--stream", "streams", multiple=True, help="Only this stream (NAME or SOURCE.NAME).")
+@click.option("--partition", "partitions", multiple=True, help="Only partitions with key=value.")
+@click.option("--full-refresh", is_flag=True, help="Ignore watermarks and cursors: read all.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def sync(
+    config_path: Path,
+    streams: Sequence[str],
+    partitions: Sequence[str],
+    full_refresh: bool,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Copy the selected streams into the store; only what changed when incremental."""
+    config = _load(config_path)
+    try:
+        plan_jobs(config, streams, partitions)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    err = Console(stderr=True)
+    bars = err.is_terminal and not as_json
+    listener: ProgressListener = BarsListener(err) if bars else LogLinesListener(err)
+
+    async def go() -> SyncSummary:
+        return await run_sync(
+            config,
+            streams=streams,
+            partitions=partitions,
+            full_refresh=full_refresh,
+            concurrency=concurrency,
+            listener=listener,
+        )
+
+    try:
+        if isinstance(listener, BarsListener):
+            with listener:
+                summary = asyncio.run(go())
+        else:
+            summary = asyncio.run(go())
+    except KeyboardInterrupt:
+        click.echo("interrupted: every committed page and its checkpoint are kept", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SynclineError as exc:
+        _fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+    else:
+        _print_summary(summary)
+    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+
+
+def _print_summary(summary: SyncSummary) -> None:
+    failed = [r for r in summary.streams if r.status != "ok"]
+    passed = len(summary.streams) - len(failed)
+    click.echo(
+        f"{passed}/{len(summary.streams)} ok: {summary.records} records, "
+        f"{summary.requests} requests in {summary.seconds:.1f}s (run {summary.run_id[:8]})"
+    )
+    for result in failed:
+        where = f" [{result.partition}]" if result.partition else ""
+        click.echo(f"  FAILED {result.source}.{result.stream}{where}: {result.error}")
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Show each (source, stream, partition): rows, watermark/cursor, last run and outcome."""
+    config = _load(config_path)
+    store = _open(config)
+    try:
+        rows = [_status_row(store, job) for job in plan_jobs(config)]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table(
+        "source", "stream", "partition", "rows", "watermark / cursor", "last run", "outcome"
+    )
+    for row in rows:
+        mark = row["watermark"] if row["watermark"] is not None else row["cursor"]
+        outcome = row["status"] or "never run"
+        if row["in_progress"]:
+            outcome += " (pass in progress)"
+        if row["error"]:
+            outcome += f": {row['error']}"
+        table.add_row(
+            row["source"],
+            row["stream"],
+            row["partition"],
+            "" if row["rows"] is None else str(row["rows"]),
+            "" if mark is None else str(mark),
+            row["last_run_at"] or "",
+            outcome,
+        )
+    Console().print(table)
+
+
+def _status_row(store: Store, job: Job) -> dict[str, Any]:
+    state = store.load_state(job.state_key) or State(job.state_key)
+    return {
+        "source": job.source_name,
+        "stream": job.stream_name,
+        "partition": job.partition_label,
+        "rows": store.count_rows(job.table.name, dict(job.partition)),
+        "watermark": state.watermark["raw"] if state.watermark else None,
+        "cursor": state.cursor,
+        "in_progress": state.position is not None,
+        "last_run_at": state.updated_at,
+        "status": state.status,
+        "error": state.error,
+        "records_total": state.records,
+        "requests_total": state.requests,
+    }
+
+
+def _open(config: Config) -> Store:
+    try:
+        return open_store(config.store)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+@cli.command()
+@config_option
+@click.option("--stream", required=True, help="The stream whose checkpoint to forget.")
+@click.option("--partition", "partitions", multiple=True, help="Only partitions with key=value.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reset(config_path: Path, stream: str, partitions: Sequence[str], yes: bool) -> None:
+    """Forget checkpoints so the next sync reads the stream from the start (rows are kept)."""
+    config = _load(config_path)
+    try:
+        jobs = plan_jobs(config, [stream], partitions)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if not jobs:
+        _fail(f"no partition of {stream} matches {list(partitions)}", EXIT_USAGE)
+    labels = "\n  ".join(job.label for job in jobs)
+    if not yes and not click.confirm(f"Forget the checkpoint of:\n  {labels}\n?", err=True):
+        sys.exit(EXIT_FAILED)
+    store = _open(config)
+    try:
+        removed = sum(
+            store.delete_state(job.source_name, job.stream_name, job.partition_key) for job in jobs
+        )
+    finally:
+        store.close()
+    click.echo(f"forgot {removed} checkpoint(s); the next sync starts those from the beginning")
+
+
+@cli.command()
+@config_option
+def check(config_path: Path) -> None:
+    """Validate the config without calling any API."""
+    config = _load(config_path)
+    try:
+        jobs = plan_jobs(config)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    streams = sum(len(source.streams) for source in config.sources.values())
+    click.echo(
+        f"ok: {config_path}: {len(config.sources)} source(s), {streams} stream(s), "
+        f"{len(jobs)} (stream, partition) job(s); store {config.store}"
+    )
+
+
+@cli.command()
+@click.option("--port", default=38001, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--records", default=2345, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=7, show_default=True)
+@click.option("--token", default=None, help="Require this bearer token on data endpoints.")
+def sandbox(port: int, records: int, seed: int, token: str | None) -> None:
+    """Serve the local test API on 127.0.0.1 (every paginator style, GraphQL, change switches)."""
+    from syncline.sandbox import serve
+
+    serve(port=port, records=records, seed=seed, token=token)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_INTERRUPTED
+    except click.UsageError as exc:
+        exc.show()
+        return EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
