@@ -20,6 +20,7 @@ import httpx
 from syncline.config import Config
 from syncline.config.strategies import WatermarkIncremental
 from syncline.errors import StoreError, SynclineError
+from syncline.failpoints import failpoint
 from syncline.http import HttpClient, RequestCounter, secrets_of
 from syncline.incremental import finish_pass, merge_newest, start_pass
 from syncline.pages import walk_pages
@@ -134,6 +135,7 @@ async def run_job(
             counter=counter,
         )
         async for fetched in pages:
+            failpoint("engine.page_fetched")
             rows, newest = shaper.rows(fetched.records, partition_values)
             # Work on a copy: if the commit fails, the checkpoint held is still the committed one.
             state = dataclasses.replace(committed, run_id=run_id, status="running", error=None)
@@ -148,6 +150,7 @@ async def run_job(
             state.requests += counter.sent - result.requests
             await asyncio.to_thread(store.commit_page, table, rows, state)
             committed = state
+            failpoint("engine.page_committed")
             result.records += len(rows)
             result.pages += 1
             result.requests = counter.sent

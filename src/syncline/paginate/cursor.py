@@ -5,8 +5,8 @@ page has no records. A CouchDB-style feed answers an empty page with the same
 cursor: that is the end, not a loop.
 
 Minimal requests for N records, page size S: ``max(1, ceil(N / S))`` when the
-last page carries no cursor; ``floor(N / S) + 1`` for a feed that only ends
-with an empty page.
+last page carries no cursor; ``ceil(N / S) + 1`` for a feed that only ends
+with an empty page (nothing else can tell the end).
 """
 
 from __future__ import annotations

@@ -24,21 +24,25 @@ EPOCH: Final = 1_704_067_200
 
 _MASK: Final = (1 << 64) - 1
 
-_ADJECTIVES: Final = (
-    "Sturdy", "Compact", "Deluxe", "Rustic", "Modern", "Classic", "Vivid", "Quiet",
-    "Rapid", "Gentle", "Bold", "Slim", "Heavy", "Bright", "Smart", "Simple",
-    "Urban", "Polar", "Lunar", "Solar", "Royal", "Noble", "Swift", "Calm",
-    "Prime", "Grand", "Tiny", "Mighty", "Clever", "Cosmic", "Golden", "Silver",
+
+def _words(text: str) -> tuple[str, ...]:
+    """Word tables are written as plain text to keep them compact and readable."""
+    return tuple(text.split())
+
+
+_ADJECTIVES: Final = _words(
+    "Sturdy Compact Deluxe Rustic Modern Classic Vivid Quiet Rapid Gentle Bold Slim "
+    "Heavy Bright Smart Simple Urban Polar Lunar Solar Royal Noble Swift Calm Prime "
+    "Grand Tiny Mighty Clever Cosmic Golden Silver"
 )
-_MATERIALS: Final = (
-    "Oak", "Steel", "Copper", "Linen", "Wool", "Bamboo", "Glass", "Marble",
-    "Cotton", "Leather", "Ceramic", "Granite", "Walnut", "Brass", "Cork", "Slate",
+_MATERIALS: Final = _words(
+    "Oak Steel Copper Linen Wool Bamboo Glass Marble Cotton Leather Ceramic Granite "
+    "Walnut Brass Cork Slate"
 )
-_NOUNS: Final = (
-    "Lantern", "Kettle", "Backpack", "Chair", "Desk", "Lamp", "Mug", "Blanket",
-    "Speaker", "Clock", "Bottle", "Notebook", "Pillow", "Shelf", "Stool", "Vase",
-    "Tray", "Basket", "Bench", "Bowl", "Candle", "Crate", "Easel", "Globe",
-    "Hammock", "Jar", "Ladder", "Mirror", "Planter", "Rug", "Sofa", "Teapot",
+_NOUNS: Final = _words(
+    "Lantern Kettle Backpack Chair Desk Lamp Mug Blanket Speaker Clock Bottle "
+    "Notebook Pillow Shelf Stool Vase Tray Basket Bench Bowl Candle Crate Easel Globe "
+    "Hammock Jar Ladder Mirror Planter Rug Sofa Teapot"
 )
 _OPENINGS: Final = (
     "Crafted by hand in a small workshop,",
@@ -79,18 +83,19 @@ _CLOSINGS: Final = (
     "and looks just as good in person as on camera.",
 )
 _CURRENCIES: Final = ("EUR", "USD", "GBP", "CHF")
-_CATEGORIES: Final = (
-    "home", "garden", "office", "kitchen", "outdoor", "lighting", "storage", "decor",
+_CATEGORIES: Final = _words("home garden office kitchen outdoor lighting storage decor")
+_TAGS: Final = _words(
+    "eco sale new bestseller handmade limited gift premium outdoor indoor compact "
+    "durable vintage modern kids pro"
 )
-_TAGS: Final = (
-    "eco", "sale", "new", "bestseller", "handmade", "limited", "gift", "premium",
-    "outdoor", "indoor", "compact", "durable", "vintage", "modern", "kids", "pro",
-)
-_COLORS: Final = (
-    "red", "blue", "green", "black", "white", "grey", "teal", "amber",
-    "navy", "olive", "coral", "ivory", "plum", "sand", "mint", "rust",
+_COLORS: Final = _words(
+    "red blue green black white grey teal amber navy olive coral ivory plum sand mint rust"
 )
 _SIZES: Final = ("XS", "S", "M", "L", "XL", "XXL", "one-size", "large")
+# build_record picks words with bit masks, so each table size must be exact.
+assert (len(_ADJECTIVES), len(_MATERIALS), len(_NOUNS), len(_OPENINGS)) == (32, 16, 32, 16)
+assert (len(_MIDDLES), len(_CLOSINGS), len(_CATEGORIES), len(_SIZES)) == (8, 8, 8, 8)
+assert (len(_TAGS), len(_COLORS), len(_CURRENCIES)) == (16, 16, 4)
 
 
 def mix(value: int) -> int:

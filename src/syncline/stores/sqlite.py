@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from syncline.errors import StoreError
+from syncline.failpoints import failpoint
 from syncline.stores.base import Row, RunRecord, State, StateKey, TableSpec
 
 __all__ = ["SQLiteStore", "quote_identifier"]
@@ -124,7 +125,9 @@ class SQLiteStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 if rows:
                     self._db.executemany(sql, [(*row, synced_at) for row in rows])
+                failpoint("store.rows_written")
                 self._write_state(state)
+                failpoint("store.before_commit")
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
