@@ -82,7 +82,8 @@ def main() -> None:
     big = report["large"]
     print(
         f"\n{LARGE:,} records, page_number: {big['seconds']:.1f}s, "
-        f"{big['records_per_s']:,.0f} records/s, peak RSS {big['peak_rss_mib']:.1f} MiB = {big['rss_ratio_vs_100k']:.2f} x the 100k run"
+        f"{big['records_per_s']:,.0f} records/s, peak RSS {big['peak_rss_mib']:.1f} MiB "
+        f"= {big['rss_ratio_vs_100k']:.2f} x the 100k run"
     )
     out = HERE / "results"
     out.mkdir(exist_ok=True)

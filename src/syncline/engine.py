@@ -19,7 +19,7 @@ import httpx
 
 from syncline.config import Config
 from syncline.config.strategies import WatermarkIncremental
-from syncline.errors import StoreError, SynclineError
+from syncline.errors import SourceError, StoreError, SynclineError
 from syncline.failpoints import failpoint
 from syncline.http import HttpClient, RequestCounter, secrets_of
 from syncline.incremental import finish_pass, merge_newest, start_pass
@@ -123,13 +123,12 @@ async def run_job(
         committed = await asyncio.to_thread(store.load_state, job.state_key) or State(job.state_key)
         if full_refresh or committed.position is None:
             start_pass(job.stream, paginator, committed, full_refresh=full_refresh)
-        assert committed.position is not None
         pages = walk_pages(
             job,
             client,
             paginator,
             shaper,
-            committed.position,
+            committed.position or paginator.start(),
             filter_param=mode.param if isinstance(mode, WatermarkIncremental) else None,
             filter_value=committed.pass_filter,
             counter=counter,
@@ -156,7 +155,7 @@ async def run_job(
             result.requests = counter.sent
             listener.page_committed(job, len(rows), counter.sent)
     except SynclineError as exc:
-        if hasattr(exc, "located"):
+        if isinstance(exc, SourceError):
             exc.located(stream=job.stream_name, partition=job.partition_label)
         result.status, result.error = "failed", str(exc)
         result.requests = counter.sent

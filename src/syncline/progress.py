@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Self
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from syncline.engine import JobResult
@@ -75,7 +76,7 @@ class BarsListener:
         self._started[job.label] = time.perf_counter()
         self._pages[job.label] = self._records[job.label] = 0
         self._tasks[job.label] = self.progress.add_task(
-            job.label, total=None, records=0, pages=0, rate=0.0, outcome=""
+            escape(job.label), total=None, records=0, pages=0, rate=0.0, outcome=""
         )
 
     def page_committed(self, job: Job, records: int, requests: int) -> None:
