@@ -19,6 +19,7 @@ _CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 _ISO_START = re.compile(r"^\d{4}-\d\d-\d\d")
 
 Comparable = str | int | float
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def normalize(value: Any) -> Comparable | None:
@@ -48,11 +49,18 @@ def parse_iso(value: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        return None
 
 
 def _canonical(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Not strftime("%Y"): it drops the leading zeros of years before 1000 on glibc.
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z"
+    )
 
 
 def format_filter_value(
@@ -69,10 +77,10 @@ def format_filter_value(
         return raw
     moment -= lookback
     if fmt == "epoch":
-        return int(moment.timestamp())
+        return (moment - _EPOCH) // timedelta(seconds=1)
     if fmt == "epoch_ms":
-        return int(moment.timestamp() * 1000)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        return (moment - _EPOCH) // timedelta(milliseconds=1)  # integer maths: no float rounding
+    text = _canonical(moment)[:19]
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -82,6 +90,10 @@ def _to_datetime(value: Comparable) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        seconds = value / 1000 if value > 10**11 else value  # epoch ms vs s
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            if value > 10**11:  # epoch milliseconds, not seconds
+                return _EPOCH + timedelta(milliseconds=value)
+            return _EPOCH + timedelta(seconds=value)
+        except OverflowError:
+            return None
     return parse_iso(value)

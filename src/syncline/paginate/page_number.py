@@ -46,7 +46,12 @@ class PageNumberPaginator:
             return None
         last = self._known_last_page(position, page)
         if last is not None:
-            return {"page": number + 1, "last": last} if number < last else None
+            if number >= last:
+                return None
+            nxt: Position = {"page": number + 1, "last": last}
+            if not self.config.size:
+                nxt["page_size"] = self._page_size(position, page)
+            return nxt
         if self._has_more is not None:
             flag = self._has_more(page.body)
             if flag is not None:
@@ -72,8 +77,13 @@ class PageNumberPaginator:
                 return max(first, value - 1 + first)
         if self._total is not None:
             total = as_int(self._total(page.body))
-            size = self.config.size or page.record_count
+            size = self.config.size or self._page_size(position, page)
             if total is not None and size:
                 return max(first, math.ceil(total / size) - 1 + first)
         known = position.get("last")
         return int(known) if known is not None else None
+
+    @staticmethod
+    def _page_size(position: Position, page: Page) -> int:
+        """Without a configured size, the server's page size is the largest page seen so far."""
+        return max(int(position.get("page_size") or 0), page.record_count)
