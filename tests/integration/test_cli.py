@@ -40,9 +40,9 @@ sources:
 
 
 def syncline(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
+    *args: str, cwd: Path, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "syncline", *args],
         cwd=cwd,
@@ -104,16 +104,7 @@ def test_sync_selected_stream_and_partition_exit_zero(project: Path) -> None:
 
 
 def test_missing_environment_variable_exits_2_naming_key(project: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SB_TOKEN"}
-    done = subprocess.run(
-        [sys.executable, "-m", "syncline", "check"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = syncline("check", cwd=project, unset=("SB_TOKEN",))
 
     assert done.returncode == 2
     assert "syncline.yaml" in done.stderr
