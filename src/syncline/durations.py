@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import timedelta
 
@@ -18,10 +19,14 @@ def parse_duration(value: object) -> timedelta:
         return value
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '5m', got {value!r}")
+    if isinstance(value, str):
+        # "300" from ${VAR:-300} interpolation is a number of seconds too.
+        with contextlib.suppress(ValueError):
+            value = float(value.strip())
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
-        return timedelta(seconds=float(value))
+        return _seconds(float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration like '5m', got {value!r}")
     text = value.strip().lower()
@@ -38,4 +43,11 @@ def parse_duration(value: object) -> timedelta:
         pos = match.end()
     if pos == 0 or text[pos:].strip():
         raise ValueError(f"expected a duration like '90s', '5m', '1h30m' or '1d', got {value!r}")
-    return timedelta(seconds=seconds)
+    return _seconds(seconds, value)
+
+
+def _seconds(seconds: float, original: object) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # inf, nan, 1e20 days
+        raise ValueError(f"duration out of range: {original!r}") from None

@@ -12,8 +12,9 @@ from functools import lru_cache
 from typing import Any
 
 import jmespath
+from jmespath.exceptions import JMESPathError
 
-__all__ = ["Getter", "compile_path"]
+__all__ = ["Getter", "check_expression", "compile_path"]
 
 Getter = Callable[[Any], Any]
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -41,3 +42,13 @@ def compile_path(expression: str) -> Getter:
 
         return get_nested
     return jmespath.compile(expression).search
+
+
+def check_expression(value: str | None) -> str | None:
+    """Validate a config path; raises ``ValueError`` (a config error) when it does not compile."""
+    if value is not None:
+        try:
+            jmespath.compile(value)
+        except JMESPathError as exc:
+            raise ValueError(f"not a valid JMESPath expression: {value!r} ({exc})") from None
+    return value

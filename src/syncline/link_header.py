@@ -34,7 +34,10 @@ def find_link(values: Iterable[str], rel: str, base_url: str) -> str | None:
     wanted = rel.lower()
     for link in parse_link_headers(values):
         if wanted in link.rels:
-            return urljoin(base_url, link.target)
+            try:
+                return urljoin(base_url, link.target)
+            except ValueError:  # e.g. an unbalanced IPv6 bracket: not a usable link
+                continue
     return None
 
 

@@ -120,6 +120,17 @@ def plan_jobs(
     unknown = set(streams) - matched
     if unknown:
         raise ConfigError(f"no stream named {', '.join(sorted(unknown))} in the config")
+    keys = {
+        key
+        for source in config.sources.values()
+        for stream in source.streams.values()
+        for key in (source.partitions if stream.partitions is None else stream.partitions)
+    }
+    if wanted_partitions.keys() - keys:
+        bad = ", ".join(sorted(wanted_partitions.keys() - keys))
+        raise ConfigError(
+            f"--partition: no partition key {bad}; the config has {sorted(keys) or 'none'}"
+        )
     return jobs
 
 

@@ -22,6 +22,8 @@ __all__ = ["RecordShaper", "decode_body"]
 
 def decode_body(content: bytes, content_type: str | None) -> Any:
     """Parse a JSON body strictly; HTML login pages and truncated JSON are bad payloads."""
+    if content.startswith(b"\xef\xbb\xbf"):  # RFC 8259 lets parsers ignore a UTF-8 BOM
+        content = content[3:]
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:

@@ -14,8 +14,11 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlu
 __all__ = ["Redactor"]
 
 MASK = "***"
+# Long names match anywhere (access_token, x-api-key); short ones only as whole words,
+# so ``author`` and ``design`` stay readable in error messages.
 _SECRET_NAMES = re.compile(
-    r"(token|secret|password|passwd|pwd|api[-_]?key|apikey|signature|sig|auth|credential|session)",
+    r"token|secret|password|passwd|api[-_]?key|apikey|signature|credential|authorization"
+    r"|(?:^|[^a-z])(?:sig|auth|pwd|session|key)(?:$|[^a-z])",
     re.IGNORECASE,
 )
 
@@ -38,9 +41,7 @@ class Redactor:
     def url(self, url: str) -> str:
         """The URL without userinfo and with secret query values masked."""
         parts = urlsplit(url)
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
+        netloc = parts.netloc.rpartition("@")[2]  # drop userinfo, keep [IPv6]:port as written
         query = urlencode(
             [
                 (name, MASK if _SECRET_NAMES.search(name) else value)

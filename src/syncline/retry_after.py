@@ -19,7 +19,7 @@ def parse_retry_after(value: str | None, *, now: datetime, date: str | None = No
     if value is None:
         return None
     text = value.split(",")[0].strip() if not _looks_like_date(value) else value.strip()
-    if not text:
+    if not text or "_" in text:  # float() accepts "1_000"; no server means that
         return None
     try:
         seconds = float(text)

@@ -259,3 +259,13 @@ def test_iter_records_streams_without_a_store(tmp_path: Path) -> None:
 
     assert [r["id"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert not (tmp_path / "unused.db").exists()
+
+
+def test_json_with_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'\xef\xbb\xbf{"items": [{"id": 1}]}')
+
+    summary, db = run(tmp_path, {"path": "/x", "records": "items", "primary_key": "id"}, handler)
+
+    assert summary.ok
+    assert sorted(stored(db)) == [1]

@@ -209,3 +209,10 @@ def test_sigint_exits_130_with_consistent_state(sandbox: SandboxProcess, tmp_pat
     resumed = syncline("sync", cwd=tmp_path)
     assert resumed.returncode == 0
     assert stored(tmp_path / "store.db") == {r["id"]: r for r in sandbox.records()}
+
+
+def test_partition_key_typo_is_a_usage_error(project: Path) -> None:
+    done = syncline("sync", "--partition", "shrad=a", cwd=project, env={"SB_TOKEN": "x"})
+    assert done.returncode == 2
+    assert "no partition key shrad" in done.stderr
+    assert "['shard']" in done.stderr

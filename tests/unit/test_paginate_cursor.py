@@ -57,7 +57,13 @@ CURSOR_CASES: list[tuple[str, dict[str, Any], Any, int, dict[str, Any] | None]] 
     ("empty page", {}, {"meta": {"next": "c2"}}, 0, None),
     ("has_more false", {"has_more": "more"}, {"meta": {"next": "c2"}, "more": False}, 10, None),
     ("has_more 'false'", {"has_more": "more"}, {"meta": {"next": "c2"}, "more": "false"}, 10, None),
-    ("has_more true", {"has_more": "more"}, {"meta": {"next": "c2"}, "more": True}, 10, {"cursor": "c2"}),
+    (
+        "has_more true",
+        {"has_more": "more"},
+        {"meta": {"next": "c2"}, "more": True},
+        10,
+        {"cursor": "c2"},
+    ),
     ("has_more absent", {"has_more": "more"}, {"meta": {"next": "c2"}}, 10, {"cursor": "c2"}),
 ]
 

@@ -28,7 +28,11 @@ def test_start_is_offset_zero_even_when_resuming_a_cursor() -> None:
 
 def test_apply_sets_offset_and_limit() -> None:
     base = RequestSpec(method="GET", url="u", params={"q": "x"})
-    assert paginator().apply({"offset": 200}, base).params == {"q": "x", "offset": 200, "limit": 100}
+    assert paginator().apply({"offset": 200}, base).params == {
+        "q": "x",
+        "offset": 200,
+        "limit": 100,
+    }
 
 
 def test_apply_with_renamed_params_and_limit_param_alias() -> None:
@@ -55,13 +59,55 @@ OFFSET_CASES: list[tuple[str, dict[str, Any], dict[str, Any], Any, int, dict[str
     ("empty page", {"stop_on_short_page": False}, {"offset": 300}, {}, 0, None),
     ("empty page beats has_more", {"has_more": "more"}, {"offset": 0}, {"more": True}, 0, None),
     ("empty page beats total", {"total": "total"}, {"offset": 0}, {"total": 900}, 0, None),
-    ("server capped: advance by count", {"has_more": "more"}, {"offset": 60}, {"more": True}, 30, {"offset": 90}),
-    ("total: more", {"total": "meta.total"}, {"offset": 0}, {"meta": {"total": 250}}, 100, {"offset": 100, "total": 250}),
-    ("total: reached", {"total": "meta.total"}, {"offset": 200}, {"meta": {"total": 250}}, 50, None),
+    (
+        "server capped: advance by count",
+        {"has_more": "more"},
+        {"offset": 60},
+        {"more": True},
+        30,
+        {"offset": 90},
+    ),
+    (
+        "total: more",
+        {"total": "meta.total"},
+        {"offset": 0},
+        {"meta": {"total": 250}},
+        100,
+        {"offset": 100, "total": 250},
+    ),
+    (
+        "total: reached",
+        {"total": "meta.total"},
+        {"offset": 200},
+        {"meta": {"total": 250}},
+        50,
+        None,
+    ),
     ("total: exact", {"total": "total"}, {"offset": 100}, {"total": 200}, 100, None),
-    ("total: capped page", {"total": "total"}, {"offset": 0}, {"total": 250}, 30, {"offset": 30, "total": 250}),
-    ("total: string", {"total": "total"}, {"offset": 0}, {"total": "250"}, 100, {"offset": 100, "total": 250}),
-    ("total carried", {"total": "total"}, {"offset": 100, "total": 250}, {"total": None}, 100, {"offset": 200, "total": 250}),
+    (
+        "total: capped page",
+        {"total": "total"},
+        {"offset": 0},
+        {"total": 250},
+        30,
+        {"offset": 30, "total": 250},
+    ),
+    (
+        "total: string",
+        {"total": "total"},
+        {"offset": 0},
+        {"total": "250"},
+        100,
+        {"offset": 100, "total": 250},
+    ),
+    (
+        "total carried",
+        {"total": "total"},
+        {"offset": 100, "total": 250},
+        {"total": None},
+        100,
+        {"offset": 200, "total": 250},
+    ),
     ("total carried: reached", {"total": "total"}, {"offset": 200, "total": 250}, {}, 50, None),
     ("has_more false", {"has_more": "more"}, {"offset": 0}, {"more": False}, 100, None),
     ("has_more 'no'", {"has_more": "more"}, {"offset": 0}, {"more": "no"}, 100, None),

@@ -183,3 +183,9 @@ def test_unreadable_last_page_falls_back_to_the_short_page_rule(garbage: Any) ->
 
 def test_final_cursor_is_none() -> None:
     assert paginator().final_cursor({"page": 3}, page({}, 10)) is None
+
+
+@pytest.mark.parametrize("garbage", ["²", "3²", "①"])
+def test_unicode_digit_garbage_in_a_count_falls_back_instead_of_crashing(garbage: str) -> None:
+    pager = paginator(last_page="last")
+    assert next_page(pager.advance({"page": 1}, page({"last": garbage}, 100))) == 2

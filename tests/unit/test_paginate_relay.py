@@ -17,7 +17,9 @@ PAGE_INFO = "data.items.pageInfo"
 
 def page(page_info: Any, count: int = 5) -> Page:
     body = {"data": {"items": {"nodes": list(range(count)), "pageInfo": page_info}}}
-    return Page(body=body, headers={}, link_headers=(), url="http://api.test/graphql", record_count=count)
+    return Page(
+        body=body, headers={}, link_headers=(), url="http://api.test/graphql", record_count=count
+    )
 
 
 def paginator(**options: Any) -> RelayPaginator:

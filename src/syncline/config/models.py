@@ -7,8 +7,6 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-import jmespath
-from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from syncline.config.strategies import (
@@ -22,6 +20,7 @@ from syncline.config.strategies import (
     RelayPaginate,
     WatermarkIncremental,
 )
+from syncline.jpath import check_expression
 
 __all__ = ["Config", "GraphQLConfig", "RetryConfig", "SourceConfig", "StreamConfig"]
 
@@ -31,16 +30,6 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-def _check_path_expression(value: str | None) -> str | None:
-    """Fail at load time, not on page 3,000, when a JMESPath does not compile."""
-    if value is not None:
-        try:
-            jmespath.compile(value)
-        except JMESPathError as exc:
-            raise ValueError(f"not a valid JMESPath expression: {value!r} ({exc})") from exc
-    return value
 
 
 def placeholders(template: str) -> set[str]:
@@ -76,7 +65,7 @@ class StreamConfig(_Frozen):
     partitions: dict[str, list[Scalar]] | None = None
     table: str | None = None
 
-    _check_records = field_validator("records", "updated_at")(_check_path_expression)
+    _check_records = field_validator("records", "updated_at")(check_expression)
 
     @field_validator("primary_key")
     @classmethod
@@ -85,7 +74,7 @@ class StreamConfig(_Frozen):
         if not keys:
             raise ValueError("give at least one primary key field")
         for key in keys:
-            _check_path_expression(key)
+            check_expression(key)
         return value
 
     @property

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from syncline.durations import parse_duration
+from syncline.jpath import check_expression
 
 __all__ = [
     "ApiKeyAuth",
@@ -42,10 +43,20 @@ class _Frozen(BaseModel):
 # --- paginators ---------------------------------------------------------------------------
 
 
+_PATH_FIELDS: tuple[str, ...] = ("last_page", "total_pages", "total", "has_more")
+_PATH_FIELDS += ("cursor_path", "page_info", "next_url_path")
+
+
 class _PaginateBase(_Frozen):
     size_param: str | None = None
     size: Annotated[int, Field(gt=0)] | None = None
     max_pages: Annotated[int, Field(gt=0)] | None = None
+
+    @field_validator(*_PATH_FIELDS, mode="after", check_fields=False)
+    @classmethod
+    def _paths_compile(cls, value: str | None) -> str | None:
+        """Fail at load time, not on page 3,000, when a JMESPath does not compile."""
+        return check_expression(value)
 
 
 class PageNumberPaginate(_PaginateBase):

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from syncline.config.strategies import LinkHeaderPaginate, NextLinkPaginate
+from syncline.errors import BadPayload
 from syncline.jpath import compile_path
 from syncline.link_header import find_link
 from syncline.paginate.base import Page, Position
@@ -52,13 +53,17 @@ class _LinkFollower(ABC):
 class NextLinkPaginator(_LinkFollower):
     def __init__(self, config: NextLinkPaginate) -> None:
         self.size_param, self.size = config.size_param, config.size
+        self._path = config.next_url_path
         self._next = compile_path(config.next_url_path)
 
     def next_url(self, page: Page) -> str | None:
         value = self._next(page.body)
         if not isinstance(value, str) or not value.strip():
             return None
-        return urljoin(page.url, value.strip())
+        try:
+            return urljoin(page.url, value.strip())
+        except ValueError:
+            raise BadPayload(f"next link at {self._path!r} is not a URL: {value[:100]!r}") from None
 
 
 class LinkHeaderPaginator(_LinkFollower):

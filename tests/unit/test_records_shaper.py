@@ -1,0 +1,233 @@
+"""RecordShaper and decode_body: from a response body to store rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from syncline.config import StreamConfig
+from syncline.errors import BadPayload
+from syncline.records import RecordShaper, decode_body
+
+
+def shaper(**stream: Any) -> RecordShaper:
+    stream.setdefault("primary_key", "id")
+    return RecordShaper(StreamConfig.model_validate(stream))
+
+
+GRAPHQL = {"query": "query { items { nodes { id } } }"}
+
+
+# --- select --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stream", "body", "expected"),
+    [
+        ({"records": "data"}, {"data": [{"id": 1}, {"id": 2}]}, [{"id": 1}, {"id": 2}]),
+        ({"records": "data"}, {"data": []}, []),
+        ({"records": "data.items"}, {"data": {"items": [{"id": 1}]}}, [{"id": 1}]),
+        (
+            {"records": "data.demarche.dossiers.nodes", "graphql": GRAPHQL},
+            {"data": {"demarche": {"dossiers": {"nodes": [{"id": 3}]}}}},
+            [{"id": 3}],
+        ),
+        (
+            {"records": '_embedded."inx:items"'},
+            {"_embedded": {"inx:items": [{"id": 4}]}},
+            [{"id": 4}],
+        ),
+        ({}, [{"id": 1}], [{"id": 1}]),
+        ({}, [], []),
+        (
+            {"graphql": GRAPHQL, "records": "data.x"},
+            {"data": {"x": [{"id": 1}]}, "errors": []},
+            [{"id": 1}],
+        ),
+        (
+            {"records": "data"},
+            {"data": [{"id": 1}], "errors": [{"message": "REST APIs may say this"}]},
+            [{"id": 1}],
+        ),
+    ],
+)
+def test_select(stream: dict[str, Any], body: Any, expected: list[Any]) -> None:
+    assert shaper(**stream).select(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("stream", "body", "match"),
+    [
+        ({"records": "data"}, {"items": []}, "no records at 'data'"),
+        ({"records": "data"}, {"data": None}, "no records at 'data'"),
+        ({"records": "data.items"}, {"data": "maintenance"}, "no records at 'data.items'"),
+        (
+            {"records": "data"},
+            {"data": {"id": 1}},
+            "expected a list of records at 'data', got dict",
+        ),
+        ({"records": "data"}, [], "no records"),
+        ({}, {"data": []}, "expected a list of records as the body, got dict"),
+        ({}, None, r"no records \(body\)"),
+    ],
+)
+def test_select_rejects_a_body_without_a_record_list(
+    stream: dict[str, Any], body: Any, match: str
+) -> None:
+    with pytest.raises(BadPayload, match=match):
+        shaper(**stream).select(body)
+
+
+@pytest.mark.parametrize(
+    ("errors", "match"),
+    [
+        ([{"message": "Demarche not found"}], "Demarche not found"),
+        ([{"message": "a"}, {"message": "b"}], "a; b"),
+        (["plain string error"], "plain string error"),
+        ([{"extensions": {"code": "X"}}], "extensions"),
+    ],
+)
+def test_graphql_errors_are_a_bad_payload(errors: list[Any], match: str) -> None:
+    body = {"data": {"x": None}, "errors": errors}
+    with pytest.raises(BadPayload, match=f"GraphQL errors: .*{match}"):
+        shaper(records="data.x", graphql=GRAPHQL).select(body)
+
+
+def test_graphql_errors_win_even_with_partial_data() -> None:
+    body = {"data": {"x": [{"id": 1}]}, "errors": [{"message": "partial"}]}
+    with pytest.raises(BadPayload, match="partial"):
+        shaper(records="data.x", graphql=GRAPHQL).select(body)
+
+
+def test_graphql_error_message_is_truncated() -> None:
+    body = {"errors": [{"message": "x" * 5000}]}
+    with pytest.raises(BadPayload) as info:
+        shaper(records="data.x", graphql=GRAPHQL).select(body)
+    assert len(str(info.value)) < 400
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def test_rows_are_partition_key_json_and_normalized_updated_at() -> None:
+    records = [
+        {"id": 1, "updated_at": "2024-03-01T13:00:00+01:00", "name": "é"},
+        {"id": 2, "updated_at": None},
+    ]
+    rows, newest = shaper(updated_at="updated_at").rows(records, (7, "eu"))
+    assert [row[:3] for row in rows] == [(7, "eu", 1), (7, "eu", 2)]
+    assert [orjson.loads(row[3]) for row in rows] == records
+    assert [row[4] for row in rows] == ["2024-03-01T12:00:00.000000Z", None]
+    assert newest == ("2024-03-01T12:00:00.000000Z", "2024-03-01T13:00:00+01:00")
+
+
+def test_rows_without_partition_or_updated_at() -> None:
+    rows, newest = shaper().rows([{"id": "a"}], ())
+    assert rows == [("a", '{"id":"a"}', None)]
+    assert newest is None
+
+
+def test_composite_and_nested_keys() -> None:
+    records = [{"org": {"id": 9}, "sku": "X-1", "v": 1}]
+    rows, _ = shaper(primary_key=["org.id", "sku"]).rows(records, (1,))
+    assert rows[0][:3] == (1, 9, "X-1")
+
+
+def test_object_keys_are_stored_as_canonical_json() -> None:
+    rows, _ = shaper(primary_key="key").rows([{"key": {"b": 1, "a": [2]}}], ())
+    assert rows[0][0] == '{"a":[2],"b":1}'
+
+
+@pytest.mark.parametrize("key", [0, False, "0", -1])
+def test_falsy_but_present_keys_are_valid(key: Any) -> None:
+    rows, _ = shaper().rows([{"id": key}], ())
+    assert rows[0][0] == key
+
+
+@pytest.mark.parametrize("record", [{}, {"id": None}, {"id": ""}, {"name": "no id"}])
+def test_missing_or_empty_primary_key_is_a_bad_payload(record: dict[str, Any]) -> None:
+    with pytest.raises(BadPayload, match="record 1 has no primary key 'id'"):
+        shaper().rows([{"id": 1}, record], ())
+
+
+def test_missing_part_of_a_composite_key_is_named() -> None:
+    with pytest.raises(BadPayload, match="'sku'"):
+        shaper(primary_key=["id", "sku"]).rows([{"id": 1}], ())
+
+
+@pytest.mark.parametrize("record", [[1, 2], "id", 3, None])
+def test_non_object_record_is_a_bad_payload(record: Any) -> None:
+    with pytest.raises(BadPayload, match="record 0 is a"):
+        shaper().rows([record], ())
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            ["2024-01-01T00:00:00Z", "2024-01-01T02:00:00+01:00", "2023-12-31T23:00:00Z"],
+            ("2024-01-01T01:00:00.000000Z", "2024-01-01T02:00:00+01:00"),
+        ),
+        ([3, 17, 5], (17, 17)),
+        ([None, None], None),
+        (
+            [None, "2024-05-05T00:00:00Z", None],
+            ("2024-05-05T00:00:00.000000Z", "2024-05-05T00:00:00Z"),
+        ),
+        (
+            ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00.000000Z"],
+            ("2024-01-01T00:00:00.000000Z", "2024-01-01T00:00:00Z"),
+        ),
+    ],
+)
+def test_newest_is_the_greatest_instant_with_its_raw_form(
+    values: list[Any], expected: tuple[Any, Any] | None
+) -> None:
+    records = [{"id": i, "ts": value} for i, value in enumerate(values)]
+    _, newest = shaper(updated_at="ts").rows(records, ())
+    assert newest == expected
+
+
+def test_newest_ignores_a_value_of_another_kind() -> None:
+    records = [{"id": 1, "ts": "2024-01-01T00:00:00Z"}, {"id": 2, "ts": 99}]
+    _, newest = shaper(updated_at="ts").rows(records, ())
+    assert newest == ("2024-01-01T00:00:00.000000Z", "2024-01-01T00:00:00Z")
+
+
+def test_empty_page_has_no_rows_and_no_newest() -> None:
+    assert shaper(updated_at="ts").rows([], (1,)) == ([], None)
+
+
+# --- decode_body ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b'{"data": [1]}', {"data": [1]}), (b"[]", []), (b'  {"a": "\xc3\xa9"}\n', {"a": "é"})],
+)
+def test_decode_body(content: bytes, expected: Any) -> None:
+    assert decode_body(content, "application/json") == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "match"),
+    [
+        (
+            b"<!DOCTYPE html><html><body>Login</body></html>",
+            "text/html",
+            r"HTML page \(Content-Type text/html\)",
+        ),
+        (b"\n  <html>", None, "HTML page"),
+        (b'{"data": [1, 2', "application/json", "malformed JSON"),
+        (b'{"data": [1, 2]', None, "malformed JSON"),
+        (b"", "application/json", "malformed JSON"),
+        (b"OK", "text/plain", "malformed JSON"),
+    ],
+)
+def test_decode_body_rejects_html_and_truncated_json(
+    content: bytes, content_type: str | None, match: str
+) -> None:
+    with pytest.raises(BadPayload, match=match):
+        decode_body(content, content_type)
