@@ -269,3 +269,22 @@ def test_json_with_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
 
     assert summary.ok
     assert sorted(stored(db)) == [1]
+
+
+def test_single_request_stream_still_sends_the_page_size(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"items": items(1)})
+
+    stream = {
+        "path": "/x",
+        "records": "items",
+        "primary_key": "id",
+        "paginate": {"type": "none", "size_param": "limit", "size": 500},
+    }
+    summary, _ = run(tmp_path, stream, handler)
+
+    assert summary.ok
+    assert seen == [f"{BASE}/x?limit=500"]

@@ -109,7 +109,7 @@ class LinkHeaderPaginate(_PaginateBase):
     rel: str = "next"
 
 
-class NoPaginate(_Frozen):
+class NoPaginate(_PaginateBase):
     type: Literal["none", "single"]
 
 

@@ -39,4 +39,4 @@ def make_paginator(config: PaginateConfig) -> Paginator:
         case LinkHeaderPaginate():
             return LinkHeaderPaginator(config)
         case NoPaginate():
-            return SinglePage()
+            return SinglePage(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from syncline.config.strategies import NoPaginate
 from syncline.paginate.base import Page, Position
 from syncline.request import RequestSpec
 
@@ -11,10 +12,16 @@ __all__ = ["SinglePage"]
 
 
 class SinglePage:
+    def __init__(self, config: NoPaginate | None = None) -> None:
+        self.config = config
+
     def start(self, resume_cursor: Any = None) -> Position:
         return {}
 
     def apply(self, position: Position, request: RequestSpec) -> RequestSpec:
+        """One request; a size is still sent when given (APIs whose default page is small)."""
+        if self.config and self.config.size_param and self.config.size:
+            return request.with_value(self.config.size_param, self.config.size)
         return request
 
     def advance(self, position: Position, page: Page) -> Position | None:
