@@ -37,8 +37,13 @@ def sync(
     concurrency: int = 4,
     listener: ProgressListener | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    lock_wait: float = 0.0,
+    ignore_not_before: bool = False,
 ) -> SyncSummary:
-    """Sync into the config's store and return the summary (``summary.ok`` says if all passed)."""
+    """Sync into the config's store and return the summary (``summary.ok`` says if all passed).
+
+    ``summary.outcome`` tells ok / deferred (rate limited) / busy / failed apart.
+    """
     return asyncio.run(
         run_sync(
             _config(config),
@@ -48,6 +53,8 @@ def sync(
             concurrency=concurrency,
             listener=listener,
             transport=transport,
+            lock_wait=lock_wait,
+            ignore_not_before=ignore_not_before,
         )
     )
 

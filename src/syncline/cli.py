@@ -1,15 +1,15 @@
 """The ``syncline`` command: a thin layer over the library (see :mod:`syncline.api`).
 
 Exit codes: 0 all succeeded; 1 some (stream, partition) failed; 2 config or
-usage error; 130 interrupted.
+usage error; 3 some jobs deferred (rate limited, nothing failed); 4 some jobs
+busy in another process; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,16 +17,25 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from syncline.config import Config, load_config
+from syncline.config import Config, load_config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
 from syncline.errors import ConfigError, StoreError, SynclineError
+from syncline.logs import configure_logging, install_redaction
 from syncline.plan import Job, plan_jobs
 from syncline.progress import BarsListener, LogLinesListener
+from syncline.signals import Interrupted, run_until_signalled
 from syncline.stores import State, Store, open_store
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEFERRED, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+EXIT_BY_OUTCOME = {
+    "ok": EXIT_OK,
+    "deferred": EXIT_DEFERRED,
+    "busy": EXIT_BUSY,
+    "failed": EXIT_FAILED,
+}
 
 config_option = click.option(
     "-c",
@@ -42,9 +51,11 @@ config_option = click.option(
 
 def _load(path: Path) -> Config:
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
+    install_redaction(config)
+    return config
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -54,8 +65,17 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="syncline")
-def cli() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    envvar="SYNCLINE_LOG_LEVEL",
+    help="How much to log on stderr (debug shows every request, secrets masked).",
+)
+def cli(log_level: str) -> None:
     """Keep a local store in sync with HTTP APIs you can only poll."""
+    configure_logging(log_level)
 
 
 @cli.command()
@@ -65,6 +85,18 @@ def cli() -> None:
 @click.option("--full-refresh", is_flag=True, help="Ignore watermarks and cursors: read all.")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option(
+    "--wait-lock",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds to wait for a stream another process is syncing before reporting it busy.",
+)
+@click.option(
+    "--ignore-deferral",
+    is_flag=True,
+    help="Call APIs that asked us to wait (Retry-After) before their time is up.",
+)
 def sync(
     config_path: Path,
     streams: Sequence[str],
@@ -72,6 +104,8 @@ def sync(
     full_refresh: bool,
     concurrency: int,
     as_json: bool,
+    wait_lock: float,
+    ignore_deferral: bool,
 ) -> None:
     """Copy the selected streams into the store; only what changed when incremental."""
     config = _load(config_path)
@@ -83,44 +117,54 @@ def sync(
     bars = err.is_terminal and not as_json
     listener: ProgressListener = BarsListener(err) if bars else LogLinesListener(err)
 
-    async def go() -> SyncSummary:
-        return await run_sync(
+    def go() -> Coroutine[Any, Any, SyncSummary]:
+        return run_sync(
             config,
             streams=streams,
             partitions=partitions,
             full_refresh=full_refresh,
             concurrency=concurrency,
             listener=listener,
+            lock_wait=wait_lock,
+            ignore_not_before=ignore_deferral,
         )
 
     try:
         if isinstance(listener, BarsListener):
             with listener:
-                summary = asyncio.run(go())
+                summary = run_until_signalled(go)
         else:
-            summary = asyncio.run(go())
-    except KeyboardInterrupt:
-        click.echo("interrupted: every committed page and its checkpoint are kept", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+            summary = run_until_signalled(go)
+    except Interrupted as stop:
+        click.echo(
+            f"{stop.signal_name}: interrupted; every committed page and its checkpoint are kept",
+            err=True,
+        )
+        sys.exit(stop.exit_code)
     except SynclineError as exc:
         _fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED)
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
     else:
         _print_summary(summary)
-    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+    sys.exit(EXIT_BY_OUTCOME[summary.outcome])
 
 
 def _print_summary(summary: SyncSummary) -> None:
-    failed = [r for r in summary.streams if r.status != "ok"]
-    passed = len(summary.streams) - len(failed)
+    others = [r for r in summary.streams if r.status != "ok"]
+    passed = len(summary.streams) - len(others)
+    rejected = f", {summary.rejected} rejected" if summary.rejected else ""
     click.echo(
-        f"{passed}/{len(summary.streams)} ok: {summary.records} records, "
+        f"{passed}/{len(summary.streams)} ok: {summary.records} records{rejected}, "
         f"{summary.requests} requests in {summary.seconds:.1f}s (run {summary.run_id[:8]})"
     )
-    for result in failed:
+    for result in others:
         where = f" [{result.partition}]" if result.partition else ""
-        click.echo(f"  FAILED {result.source}.{result.stream}{where}: {result.error}")
+        click.echo(
+            f"  {result.status.upper()} {result.source}.{result.stream}{where}: {result.error}"
+        )
+    if summary.rejected:
+        click.echo("  rejected records are in the _syncline_rejects table, with the reason")
 
 
 @cli.command()
@@ -145,6 +189,8 @@ def status(config_path: Path, as_json: bool) -> None:
         outcome = row["status"] or "never run"
         if row["in_progress"]:
             outcome += " (pass in progress)"
+        if row["not_before"] and row["status"] == "deferred":
+            outcome += f" until {row['not_before']}"
         if row["error"]:
             outcome += f": {row['error']}"
         table.add_row(
@@ -172,6 +218,7 @@ def _status_row(store: Store, job: Job) -> dict[str, Any]:
         "last_run_at": state.updated_at,
         "status": state.status,
         "error": state.error,
+        "not_before": state.not_before,
         "records_total": state.records,
         "requests_total": state.requests,
     }
@@ -227,6 +274,19 @@ def check(config_path: Path) -> None:
         f"ok: {config_path}: {len(config.sources)} source(s), {streams} stream(s), "
         f"{len(jobs)} (stream, partition) job(s); store {config.store}"
     )
+
+
+@cli.group(name="config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command(name="show")
+@config_option
+def config_show(config_path: Path) -> None:
+    """Print the config as syncline reads it (defaults filled in, every secret masked)."""
+    config = _load(config_path)
+    click.echo(render_config(config), nl=False)
 
 
 @cli.command()

@@ -8,29 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
 
+from syncline.backoff import Backoff
 from syncline.config import Config
 from syncline.config.strategies import WatermarkIncremental
-from syncline.errors import SourceError, StoreError, SynclineError
+from syncline.errors import LeaseHeld, RateLimited, SourceError, StoreError, SynclineError
 from syncline.failpoints import failpoint
 from syncline.http import HttpClient, RequestCounter, secrets_of
 from syncline.incremental import finish_pass, merge_newest, start_pass
-from syncline.pages import walk_pages
-from syncline.paginate import make_paginator
+from syncline.leases import DEFAULT_TTL, held_lease, holder_name
+from syncline.pages import FetchedPage, walk_pages
+from syncline.paginate import DriftAware, Paginator, make_paginator
 from syncline.plan import Job, plan_jobs
 from syncline.records import RecordShaper
 from syncline.redact import Redactor
-from syncline.stores import RunRecord, State, Store, open_store
+from syncline.stores import Lease, RunRecord, State, Store, open_store
+from syncline.timestamps import parse_iso
 
-__all__ = ["JobResult", "ProgressListener", "SyncSummary", "run_job", "run_sync"]
+log = logging.getLogger("syncline")
+
+__all__ = ["JobOptions", "JobResult", "ProgressListener", "SyncSummary", "run_job", "run_sync"]
 
 
 @dataclass(slots=True)
@@ -42,10 +48,17 @@ class JobResult:
     requests: int = 0
     pages: int = 0
     status: str = "ok"
+    """``ok``, ``failed``, ``deferred`` (rate limited until ``not_before``) or ``busy``."""
     error: str | None = None
+    rejected: int = 0
+    not_before: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+OUTCOMES = ("ok", "deferred", "busy", "failed")
+"""Job statuses from best to worst; a run's outcome is its worst job's."""
 
 
 @dataclass(slots=True)
@@ -59,6 +72,11 @@ class SyncSummary:
         return all(result.status == "ok" for result in self.streams)
 
     @property
+    def outcome(self) -> str:
+        worst = max((OUTCOMES.index(r.status) for r in self.streams), default=0)
+        return OUTCOMES[worst]
+
+    @property
     def records(self) -> int:
         return sum(result.records for result in self.streams)
 
@@ -66,13 +84,19 @@ class SyncSummary:
     def requests(self) -> int:
         return sum(result.requests for result in self.streams)
 
+    @property
+    def rejected(self) -> int:
+        return sum(result.rejected for result in self.streams)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "outcome": self.outcome,
             "run_id": self.run_id,
             "seconds": round(self.seconds, 3),
             "records": self.records,
             "requests": self.requests,
+            "rejected": self.rejected,
             "streams": [result.as_dict() for result in self.streams],
         }
 
@@ -97,7 +121,28 @@ class _Silent:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _stamp(datetime.now(UTC))
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+FUTURE_SKEW = timedelta(minutes=5)
+"""How far past our clock a stored watermark may be before we warn about it."""
+MAX_DRIFT_RESTARTS = 2
+"""Extra passes allowed when an offset listing shifts under us (see ``drifted``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """How one run treats its jobs (the same for every job of the run)."""
+
+    run_id: str
+    full_refresh: bool = False
+    lease_ttl: float = DEFAULT_TTL
+    lock_wait: float = 0.0
+    ignore_not_before: bool = False
 
 
 async def run_job(
@@ -108,67 +153,182 @@ async def run_job(
     run_id: str,
     full_refresh: bool = False,
     listener: ProgressListener | None = None,
+    options: JobOptions | None = None,
 ) -> JobResult:
-    """Sync one (stream, partition): resume or start a pass; commit pages with checkpoints."""
+    """Sync one (stream, partition) under its lease: resume or start a pass, commit each page."""
     listener = listener or _Silent()
+    options = options or JobOptions(run_id=run_id, full_refresh=full_refresh)
     result = JobResult(job.source_name, job.stream_name, job.partition_label)
     listener.job_started(job)
     counter = RequestCounter()
+    try:
+        committed = await asyncio.to_thread(store.load_state, job.state_key) or State(job.state_key)
+        if _deferred(committed, options, result):
+            listener.job_finished(job, result)
+            return result
+        holder = holder_name(options.run_id)
+        async with held_lease(
+            store, job.state_key, holder, ttl=options.lease_ttl, wait=options.lock_wait
+        ) as lease:
+            # Re-read under the lease: the previous holder may have committed since.
+            latest = await asyncio.to_thread(store.load_state, job.state_key)
+            committed = latest if latest is not None else committed
+            await _sync_passes(job, client, store, committed, lease, options, counter, result,
+                               listener)  # fmt: skip
+    except LeaseHeld as exc:
+        result.status, result.error = "busy", str(exc)
+    except RateLimited as exc:
+        exc.located(stream=job.stream_name, partition=job.partition_label)
+        wait = Backoff(job.source.retry).defer_for(exc) or 0.0
+        result.not_before = _stamp(datetime.now(UTC) + timedelta(seconds=wait))
+        result.status = "deferred"
+        result.error = f"rate limited; deferred until {result.not_before}: {exc}"
+        result.requests = counter.sent
+        await _record_outcome(store, job, options.run_id, result)
+    except SynclineError as exc:
+        if isinstance(exc, SourceError):
+            exc.located(stream=job.stream_name, partition=job.partition_label)
+        result.status, result.error = "failed", str(exc)
+        result.requests = counter.sent
+        await _record_outcome(store, job, options.run_id, result)
+    listener.job_finished(job, result)
+    return result
+
+
+def _deferred(state: State, options: JobOptions, result: JobResult) -> bool:
+    """A job the server asked us to leave alone until ``not_before`` is not started."""
+    if options.ignore_not_before or state.not_before is None or state.not_before <= _now():
+        return False
+    result.status, result.not_before = "deferred", state.not_before
+    result.error = f"deferred until {state.not_before} (the server asked us to wait)"
+    return True
+
+
+async def _sync_passes(
+    job: Job,
+    client: HttpClient,
+    store: Store,
+    committed: State,
+    lease: Lease,
+    options: JobOptions,
+    counter: RequestCounter,
+    result: JobResult,
+    listener: ProgressListener,
+) -> None:
     paginator = make_paginator(job.stream.paginate)
-    shaper = RecordShaper(job.stream)
+    shaper = RecordShaper(job.stream, job.source)
     table = job.table
     partition_values = tuple(job.partition.values())
     mode = job.stream.incremental
-    try:
-        committed = await asyncio.to_thread(store.load_state, job.state_key) or State(job.state_key)
-        if full_refresh or committed.position is None:
-            start_pass(job.stream, paginator, committed, full_refresh=full_refresh)
+    committed.not_before = None
+    if options.full_refresh or committed.position is None:
+        start_pass(job.stream, paginator, committed, full_refresh=options.full_refresh)
+        committed.pass_restarts = 0
+        _warn_if_future(job, committed)
+    while committed.position is not None:
         pages = walk_pages(
             job,
             client,
             paginator,
             shaper,
-            committed.position or paginator.start(),
+            committed.position,
             filter_param=mode.param if isinstance(mode, WatermarkIncremental) else None,
             filter_value=committed.pass_filter,
             counter=counter,
         )
         async for fetched in pages:
             failpoint("engine.page_fetched")
-            rows, newest = shaper.rows(fetched.records, partition_values)
+            shaped = shaper.rows(fetched.records, partition_values)
             # Work on a copy: if the commit fails, the checkpoint held is still the committed one.
-            state = dataclasses.replace(committed, run_id=run_id, status="running", error=None)
-            state.pass_max = merge_newest(state.pass_max, newest)
-            if fetched.next_position is None:
-                finish_pass(job.stream, paginator, state, fetched.position, fetched.page)
-                state.status = "ok"
-            else:
+            state = dataclasses.replace(
+                committed, run_id=options.run_id, status="running", error=None
+            )
+            state.pass_max = merge_newest(state.pass_max, shaped.newest)
+            if fetched.next_position is not None:
                 state.position = fetched.next_position
-            state.records += len(rows)
+            elif _restart_for_drift(job, paginator, fetched, state):
+                state.position = paginator.start()
+                state.pass_restarts += 1
+            else:
+                _warn_if_behind(job, state)
+                finish_pass(job.stream, paginator, state, fetched.position, fetched.page)
+                state.pass_restarts = 0
+                state.status = "ok"
+            state.records += len(shaped.rows)
             state.pages += 1
             state.requests += counter.sent - result.requests
-            await asyncio.to_thread(store.commit_page, table, rows, state)
+            await asyncio.to_thread(
+                store.commit_page, table, shaped.rows, state, lease=lease, rejects=shaped.rejects
+            )
             committed = state
             failpoint("engine.page_committed")
-            result.records += len(rows)
+            result.records += len(shaped.rows)
+            result.rejected += len(shaped.rejects)
             result.pages += 1
             result.requests = counter.sent
-            listener.page_committed(job, len(rows), counter.sent)
-    except SynclineError as exc:
-        if isinstance(exc, SourceError):
-            exc.located(stream=job.stream_name, partition=job.partition_label)
-        result.status, result.error = "failed", str(exc)
-        result.requests = counter.sent
-        await _record_failure(store, job, run_id, str(exc))
-    listener.job_finished(job, result)
-    return result
+            listener.page_committed(job, len(shaped.rows), counter.sent)
+            if committed.position is None or fetched.next_position is None:
+                break
 
 
-async def _record_failure(store: Store, job: Job, run_id: str, message: str) -> None:
-    """Note the failure on the last committed checkpoint, leaving its position untouched."""
+def _restart_for_drift(job: Job, paginator: Paginator, fetched: FetchedPage, state: State) -> bool:
+    """An offset listing whose total changed mid-pass may have shifted records past us."""
+    if not isinstance(paginator, DriftAware) or not paginator.drifted(
+        fetched.position, fetched.page
+    ):
+        return False
+    if state.pass_restarts >= MAX_DRIFT_RESTARTS:
+        log.warning(
+            "%s: the listing kept changing during %d passes; some records may only "
+            "arrive on the next run",
+            job.label,
+            state.pass_restarts + 1,
+        )
+        return False
+    log.info("%s: the listing changed while paging; reading it again", job.label)
+    return True
+
+
+def _warn_if_future(job: Job, state: State) -> None:
+    watermark = state.watermark
+    if watermark is None or not isinstance(watermark.get("value"), str):
+        return
+    moment = parse_iso(watermark["value"])
+    if moment is not None and moment > datetime.now(UTC) + FUTURE_SKEW:
+        log.warning(
+            "%s: the stored watermark %s is in the future; only records changed after it "
+            "will be read (rewind it with `syncline reset` if that is wrong)",
+            job.label,
+            watermark["raw"],
+        )
+
+
+def _warn_if_behind(job: Job, state: State) -> None:
+    newest, stored = state.pass_max, state.watermark
+    if newest is None or stored is None:
+        return
+    try:
+        behind = newest["value"] < stored["value"]
+    except TypeError:
+        return
+    if behind:
+        log.warning(
+            "%s: the newest record the server has (%s) is older than the stored watermark "
+            "(%s); keeping the watermark (was the API restored from a backup?). "
+            "`syncline reset` re-reads the stream from the start.",
+            job.label,
+            newest["raw"],
+            stored["raw"],
+        )
+
+
+async def _record_outcome(store: Store, job: Job, run_id: str, result: JobResult) -> None:
+    """Note a failure or deferral on the last committed checkpoint, leaving its position alone."""
     try:
         state = await asyncio.to_thread(store.load_state, job.state_key) or State(job.state_key)
-        state.run_id, state.status, state.error = run_id, "failed", message
+        state.run_id, state.status, state.error = run_id, result.status, result.error
+        state.not_before = result.not_before
+        state.requests += result.requests
         await asyncio.to_thread(store.save_state, state)
     except StoreError:
         pass  # the store is what failed; the job result already says so
@@ -184,8 +344,15 @@ async def run_sync(
     listener: ProgressListener | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     store: Store | None = None,
+    lock_wait: float = 0.0,
+    ignore_not_before: bool = False,
 ) -> SyncSummary:
-    """Sync every selected (stream, partition) of ``config`` into its store."""
+    """Sync every selected (stream, partition) of ``config`` into its store.
+
+    ``lock_wait``: seconds to wait for a (stream, partition) another process is
+    syncing before reporting it busy. ``ignore_not_before``: call APIs that asked
+    us to wait anyway (an operator's override).
+    """
     jobs = plan_jobs(config, streams, partitions)
     own_store = store is None
     store = store or open_store(config.store)
@@ -199,11 +366,29 @@ async def run_sync(
         redactor = Redactor(s for source in config.sources.values() for s in secrets_of(source))
         clients = {
             name: HttpClient(
-                source, redactor=redactor, transport=transport, max_connections=concurrency
+                source,
+                redactor=redactor,
+                transport=transport,
+                max_connections=concurrency,
+                base_dir=config.base_dir,
             )
             for name, source in config.sources.items()
             if any(job.source_name == name for job in jobs)
         }
+        for name in clients:
+            if not config.sources[name].verify_tls:
+                log.warning(
+                    "source %s: TLS certificate verification is OFF (verify: false); "
+                    "anyone on the network path can read and change this sync",
+                    name,
+                )
+        options = JobOptions(
+            run_id=summary.run_id,
+            full_refresh=full_refresh,
+            lease_ttl=config.lease_ttl,
+            lock_wait=lock_wait,
+            ignore_not_before=ignore_not_before,
+        )
         limit = asyncio.Semaphore(max(1, concurrency))
 
         async def one(job: Job) -> JobResult:
@@ -213,13 +398,13 @@ async def run_sync(
                     clients[job.source_name],
                     store,
                     run_id=summary.run_id,
-                    full_refresh=full_refresh,
                     listener=listener,
+                    options=options,
                 )
 
         try:
             summary.streams = list(await asyncio.gather(*(one(job) for job in jobs)))
-            run.status = "ok" if summary.ok else "failed"
+            run.status = summary.outcome
         except asyncio.CancelledError:
             run.status = "interrupted"
             raise

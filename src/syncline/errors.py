@@ -15,8 +15,11 @@ the class of problem it knows how to handle::
     │       ├── ClientError         other 4xx
     │       ├── BadPayload          not JSON, missing records path, GraphQL errors
     │       ├── PaginationLoop      the server repeated a cursor/URL, or max_pages hit
-    │       └── UnsafeNextLink      a next link leaves the API's origin
+    │       ├── UnsafeNextLink      a next link or redirect leaves the API's origin
+    │       └── SyncTokenExpired    the server no longer accepts our sync token (410)
     └── StoreError                  the local store refused a write
+        ├── LeaseHeld               another process is syncing this (stream, partition)
+        └── LeaseLost               our lease expired and someone else took over
 
 Source errors carry a :class:`RequestSummary`: method, URL with secrets
 redacted, status and a truncated body snippet. Never headers: that is where
@@ -32,6 +35,8 @@ __all__ = [
     "BadPayload",
     "ClientError",
     "ConfigError",
+    "LeaseHeld",
+    "LeaseLost",
     "NetworkError",
     "PaginationLoop",
     "PermanentError",
@@ -40,6 +45,7 @@ __all__ = [
     "ServerError",
     "SourceError",
     "StoreError",
+    "SyncTokenExpired",
     "SynclineError",
     "TransientError",
     "UnsafeNextLink",
@@ -147,7 +153,15 @@ class ClientError(PermanentError):
 
 
 class BadPayload(PermanentError):
-    """The answer is not what the stream's configuration expects."""
+    """The answer is not what the stream's configuration expects.
+
+    ``retryable`` marks bodies that did not decode at all (an HTML error page
+    served with 200, JSON cut short): worth one more try, not more.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retryable = retryable
 
 
 class PaginationLoop(PermanentError):
@@ -158,5 +172,22 @@ class UnsafeNextLink(PermanentError):
     """A next link points outside the API's origin; following it could leak credentials."""
 
 
+class SyncTokenExpired(PermanentError):
+    """The server rejected our stored sync token; only a full resync can recover."""
+
+
 class StoreError(SynclineError):
     """The local store refused a write; the transaction was rolled back."""
+
+
+class LeaseHeld(StoreError):
+    """Another process holds the lease on this (stream, partition) and it has not expired."""
+
+    def __init__(self, message: str, *, holder: str, expires_at: float) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class LeaseLost(StoreError):
+    """Our lease was taken over (we stalled past its expiry); the commit was refused."""

@@ -1,41 +1,58 @@
-"""The one place that talks HTTP: auth, status classification, retries.
+"""The one place that talks HTTP: auth, status classification, retries, safe targets.
 
 Only this module imports httpx. Tests and embedders can pass any httpx
 transport. Safe defaults: TLS verified, redirects not followed (a redirect to
-another origin must not carry our credentials), every error redacted.
+another origin must not carry our credentials), bodies capped in size, every
+error redacted.
+
+Parsing happens inside the retry loop (``fetch(parse=...)``): an HTML error
+page served with status 200, or a GraphQL ``THROTTLED`` answer, is then
+retried like the transient failure it is, within the same policy.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import logging
+import ssl
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Self
-from urllib.parse import urlsplit
+from typing import Self, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import stamina
 
+from syncline.backoff import Backoff
 from syncline.config import SourceConfig
-from syncline.config.strategies import ApiKeyAuth, BasicAuth, BearerAuth
+from syncline.config.strategies import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2Auth
 from syncline.errors import (
     AuthError,
+    BadPayload,
     ClientError,
+    ConfigError,
     NetworkError,
     RateLimited,
     RequestSummary,
     ServerError,
-    TransientError,
+    SourceError,
+    UnsafeNextLink,
 )
-from syncline.redact import Redactor
+from syncline.oauth2 import OAuth2Tokens, auth_header
+from syncline.redact import Redactor, is_secret_name
 from syncline.request import RequestSpec
 from syncline.retry_after import parse_retry_after
 
 __all__ = ["HttpClient", "RequestCounter", "Response", "origin_of", "secrets_of"]
 
 SNIPPET = 300
+MAX_REDIRECTS = 5
+_T = TypeVar("_T")
+log = logging.getLogger("syncline")
 
 
 @dataclass(slots=True)
@@ -61,18 +78,34 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
 
 
 def secrets_of(source: SourceConfig) -> list[str]:
-    """Every credential value of a source, so the redactor can mask it anywhere."""
+    """Every credential value of a source, so the redactor can mask it anywhere.
+
+    Besides ``auth``: header and parameter values whose names look secret
+    (``X-Api-Key``, ``Authorization``, ``access_token``) on the source or a stream.
+    """
+    found: list[str] = []
     auth = source.auth
     match auth:
         case BearerAuth():
-            return [auth.token.get_secret_value()]
+            found.append(auth.token.get_secret_value())
         case ApiKeyAuth():
-            return [auth.value.get_secret_value()]
+            found.append(auth.value.get_secret_value())
         case BasicAuth():
             password = auth.password.get_secret_value()
             pair = f"{auth.username}:{password}".encode()
-            return [password, base64.b64encode(pair).decode()]
-    return []
+            found += [password, base64.b64encode(pair).decode()]
+        case OAuth2Auth():
+            found += [s.get_secret_value() for s in (auth.client_secret, auth.refresh_token) if s]
+    maps: list[Mapping[str, object]] = [source.headers]
+    for stream in source.streams.values():
+        maps += [stream.headers, stream.params]
+    for mapping in maps:
+        for name, value in mapping.items():
+            if isinstance(value, str) and is_secret_name(name):
+                found.append(value)
+                if " " in value:  # "Bearer abc": the credential is the last word
+                    found.append(value.rsplit(" ", 1)[1])
+    return found
 
 
 class HttpClient:
@@ -85,20 +118,41 @@ class HttpClient:
         redactor: Redactor,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 10,
+        base_dir: Path | None = None,
     ) -> None:
         self.source = source
         self.redactor = redactor
         self.requests_sent = 0
         self._origin = origin_of(source.base_url)
+        self._https = self._origin[0] == "https"
+        self._allowed = frozenset(source.allowed_hosts)
         self._auth_headers, self._auth_params = _credentials(source)
+        verify = _tls_setting(source, base_dir)
         self._client = httpx.AsyncClient(
             headers={"User-Agent": "syncline", **source.headers},
             timeout=source.timeout,
-            verify=source.verify_tls,
+            verify=verify,
             follow_redirects=False,
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections),
+            trust_env=False,
         )
+        self._oauth: OAuth2Tokens | None = None
+        self._token_client: httpx.AsyncClient | None = None
+        if isinstance(source.auth, OAuth2Auth):
+            token_file = source.auth.token_file
+            if token_file is not None and base_dir is not None:
+                token_file = base_dir / token_file
+            self._oauth = OAuth2Tokens(source.auth, redactor=redactor, token_file=token_file)
+            # Its own client: the source's headers (API keys, say) never go to the token URL.
+            self._token_client = httpx.AsyncClient(
+                headers={"User-Agent": "syncline"},
+                timeout=source.timeout,
+                verify=verify,
+                follow_redirects=False,
+                transport=transport,
+                trust_env=False,
+            )
 
     async def __aenter__(self) -> Self:
         return self
@@ -110,6 +164,8 @@ class HttpClient:
         tb: TracebackType | None,
     ) -> None:
         await self._client.aclose()
+        if self._token_client is not None:
+            await self._token_client.aclose()
 
     def summary(
         self, spec: RequestSpec, status: int | None = None, body: str = ""
@@ -120,64 +176,171 @@ class HttpClient:
         snippet = self.redactor.text(body[:SNIPPET]) if body else ""
         return RequestSummary(spec.method, self.redactor.url(url), status, snippet)
 
-    async def fetch(self, spec: RequestSpec, counter: RequestCounter | None = None) -> Response:
-        """Send with retries on transient failures; raise a classified, redacted error."""
-        policy = self.source.retry
+    def check_target(self, url: str) -> None:
+        """Refuse a URL we did not configure unless it is safe to send a request there.
 
-        def should_retry(exc: Exception) -> bool | float:
-            if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                # Never wait less than the server asked; a wait beyond the policy is
-                # not slept through: the job stops with its checkpoint intact.
-                if exc.retry_after > policy.max_retry_after:
-                    return False
-                return max(exc.retry_after, 0.05)
-            return isinstance(exc, TransientError)
+        Never: userinfo in the URL, a scheme other than http(s), a downgrade from
+        https to http. Otherwise the API's own origin, or a host in ``allowed_hosts``.
+        """
+        parts = urlsplit(url)
+        scheme, host, port = origin_of(url)
+        shown = f"{scheme}://{host}" + (f":{port}" if port else "") + "/…"
+        problem = None
+        if parts.username is not None or parts.password is not None:
+            problem = "it carries user credentials"
+        elif scheme not in ("http", "https"):
+            problem = f"scheme {scheme!r} is not http(s)"
+        elif self._https and scheme == "http":
+            problem = "it downgrades https to http"
+        elif (scheme, host, port) != self._origin and host not in self._allowed:
+            problem = (
+                f"it leaves {self.source.base_url} (add the host to allowed_hosts to trust it)"
+            )
+        if problem is not None:
+            raise UnsafeNextLink(
+                f"refused to follow a link to {shown}: {problem}; no request was sent"
+            )
+
+    def _sends_credentials(self, url: str) -> bool:
+        scheme, host, port = origin_of(url)
+        if (scheme, host, port) == self._origin:
+            return True
+        return host in self._allowed and scheme == "https"
+
+    async def fetch(
+        self,
+        spec: RequestSpec,
+        counter: RequestCounter | None = None,
+        parse: Callable[[Response], _T] | None = None,
+    ) -> tuple[Response, _T | None]:
+        """Send with retries on transient failures; raise a classified, redacted error.
+
+        ``parse`` runs inside each attempt, so a body that fails to decode is
+        retried under the same policy, and its errors carry this request's summary.
+        """
+        backoff = Backoff(self.source.retry)
+
+        def wait_or_stop(exc: Exception) -> bool | float:
+            wait = backoff.next_wait(exc)
+            if wait is None:
+                return False
+            log.debug("retrying %s in %.2fs after: %s", self.redactor.url(spec.url), wait, exc)
+            return wait
 
         async for attempt in stamina.retry_context(
-            on=should_retry,
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
+            on=wait_or_stop, attempts=None, timeout=None, wait_initial=0, wait_max=0
         ):
             with attempt:
                 if counter is not None:
                     counter.sent += 1
-                return await self._send_once(spec)
+                response = await self._send_once(spec)
+                if parse is None:
+                    return response, None
+                try:
+                    return response, parse(response)
+                except SourceError as exc:
+                    if exc.request is None:
+                        text = response.content[:SNIPPET].decode("utf-8", "replace")
+                        exc.request = self.summary(spec, response.status, text)
+                    raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, spec: RequestSpec) -> Response:
-        same_origin = origin_of(spec.url) == self._origin
-        # Credentials only ever go to the configured origin (a next link elsewhere gets none).
-        headers = {**spec.headers, **self._auth_headers} if same_origin else dict(spec.headers)
-        params = _stringify(spec.params)
-        if same_origin and self._auth_params and not spec.follows_link:
+        url, method, body = spec.url, spec.method, spec.json
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = await self._exchange(spec, url, method, body)
+            if response.status == 401 and self._oauth is not None and self._sends_credentials(url):
+                # One refresh, one retry; a second 401 is an AuthError (no loop that burns
+                # the vendor's error quota).
+                response = await self._exchange(spec, url, method, body, after_401=True)
+            if not (300 <= response.status < 400 and self.source.follow_redirects):
+                break
+            location = response.headers.get("location")
+            if not location:
+                break
+            url = urljoin(url, location)
+            self.check_target(url)
+            if response.status == 303:
+                method, body = "GET", None
+            spec = RequestSpec(method=method, url=url, headers=spec.headers, follows_link=True)
+        else:
+            raise ClientError(f"more than {MAX_REDIRECTS} redirects", request=self.summary(spec))
+        if 200 <= response.status < 300:
+            return response
+        raise self._classify(spec, response)
+
+    async def _exchange(
+        self, spec: RequestSpec, url: str, method: str, body: object, *, after_401: bool = False
+    ) -> Response:
+        credentials = self._sends_credentials(url)
+        headers = {**spec.headers, **self._auth_headers} if credentials else dict(spec.headers)
+        if credentials and self._oauth is not None:
+            headers.update(await self._oauth_header(after_401))
+        params = _stringify(spec.params) if url == spec.url else {}
+        if credentials and self._auth_params and not spec.follows_link:
             params = {**params, **self._auth_params}
         self.requests_sent += 1
+        started = time.perf_counter()
+        request = self._client.build_request(
+            method, url, params=params or None, json=body, headers=headers
+        )
         try:
-            response = await self._client.request(
-                spec.method, spec.url, params=params or None, json=spec.json, headers=headers
-            )
+            reply = await self._client.send(request, stream=True)
+            try:
+                content = await self._read_capped(reply, spec)
+            finally:
+                await reply.aclose()
         except (httpx.TransportError, httpx.DecodingError) as exc:
             name = type(exc).__name__
             raise NetworkError(
-                f"{name}: {exc}" if str(exc) else name, request=self.summary(spec)
+                f"{name}: {self.redactor.text(str(exc))}" if str(exc) else name,
+                request=self.summary(spec),
             ) from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return Response(
-                status,
-                response.headers,
-                tuple(response.headers.get_list("link")),
-                response.content,
-                str(response.url),
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s -> %s (%d bytes, %.0f ms)",
+                method,
+                self.redactor.url(str(reply.url)),
+                reply.status_code,
+                len(content),
+                (time.perf_counter() - started) * 1000,
             )
-        raise self._classify(spec, response)
+        return Response(
+            reply.status_code,
+            reply.headers,
+            tuple(reply.headers.get_list("link")),
+            content,
+            str(reply.url),
+        )
 
-    def _classify(self, spec: RequestSpec, response: httpx.Response) -> Exception:
-        status = response.status_code
-        summary = self.summary(spec, status, response.text)
+    async def _oauth_header(self, after_401: bool) -> dict[str, str]:
+        assert self._oauth is not None
+        assert self._token_client is not None
+        token = await self._oauth.access_token(self._token_client)
+        if after_401:
+            token = await self._oauth.after_unauthorized(self._token_client, token)
+        return auth_header(token)
+
+    async def _read_capped(self, reply: httpx.Response, spec: RequestSpec) -> bytes:
+        """The decoded body, refused past ``max_response_size`` (gzip bombs included)."""
+        limit = int(self.source.max_response_size)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in reply.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise BadPayload(
+                    f"response body larger than max_response_size ({limit} bytes); "
+                    "raise the limit or ask for smaller pages",
+                    request=self.summary(spec, reply.status_code),
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _classify(self, spec: RequestSpec, response: Response) -> Exception:
+        status = response.status
+        text = response.content[: SNIPPET * 4].decode("utf-8", "replace")
+        summary = self.summary(spec, status, text)
         retry_after = parse_retry_after(
             response.headers.get("retry-after"),
             now=datetime.now(UTC),
@@ -192,9 +355,23 @@ class HttpClient:
             return ServerError("server error", request=summary)
         if 300 <= status < 400:
             return ClientError(
-                "redirect not followed (set the final URL as base_url)", request=summary
+                "redirect not followed (set the final URL as base_url, or follow_redirects: true)",
+                request=summary,
             )
         return ClientError("request rejected", request=summary)
+
+
+def _tls_setting(source: SourceConfig, base_dir: Path | None) -> ssl.SSLContext | bool:
+    """TLS is verified unless the config says ``verify: false`` in so many words."""
+    if not source.verify_tls:
+        return False
+    if source.ca_bundle is None:
+        return True
+    bundle = source.ca_bundle if base_dir is None else base_dir / source.ca_bundle
+    try:
+        return ssl.create_default_context(cafile=str(bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load CA bundle {bundle}: {exc}", key="ca_bundle") from None
 
 
 def _credentials(source: SourceConfig) -> tuple[dict[str, str], dict[str, str]]:

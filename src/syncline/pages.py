@@ -13,12 +13,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from syncline.errors import PaginationLoop, SourceError, UnsafeNextLink
-from syncline.http import HttpClient, RequestCounter, origin_of
+from syncline.errors import ClientError, PaginationLoop, SourceError
+from syncline.http import HttpClient, RequestCounter, Response
 from syncline.paginate import Page, Paginator, Position
 from syncline.plan import Job
 from syncline.records import RecordShaper, decode_body
-from syncline.request import RequestSpec
 
 __all__ = ["FetchedPage", "walk_pages"]
 
@@ -62,12 +61,27 @@ async def walk_pages(
         if filter_param and filter_value is not None and not request.follows_link:
             request = request.with_value(filter_param, filter_value)
         if request.follows_link:
-            _check_link(client, request)
-        response = await client.fetch(request, counter)
-        try:
+            client.check_target(request.url)
+
+        def parse(response: Response) -> tuple[Page, list[Any]]:
             body = decode_body(response.content, response.headers.get("content-type"))
             records = shaper.select(body)
             page = Page(body, response.headers, response.link_headers, response.url, len(records))
+            return page, records
+
+        try:
+            response, parsed = await client.fetch(request, counter, parse)
+        except ClientError as exc:
+            status = exc.request.status if exc.request is not None else None
+            if not (pages and status in job.source.end_on_status):
+                raise
+            # The API's way of saying "past the last page": an empty last page ends the pass.
+            empty = Page({}, {}, (), request.url, 0)
+            yield FetchedPage(current, empty, [], None)
+            return
+        assert parsed is not None
+        page, records = parsed
+        try:
             next_position = paginator.advance(current, page)
         except SourceError as exc:
             if exc.request is None:
@@ -82,13 +96,3 @@ async def walk_pages(
                 request=client.summary(request, response.status),
             )
         current = next_position
-
-
-def _check_link(client: HttpClient, request: RequestSpec) -> None:
-    """A next link must stay on the API's origin: same scheme, host and port."""
-    if origin_of(request.url) != origin_of(client.source.base_url):
-        scheme, host, port = origin_of(request.url)
-        raise UnsafeNextLink(
-            f"next link leaves {client.source.base_url} for {scheme}://{host}:{port}/… "
-            "(not followed; credentials were not sent)"
-        )

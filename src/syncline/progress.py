@@ -31,7 +31,7 @@ class LogLinesListener:
 
     def job_finished(self, job: Job, result: JobResult) -> None:
         seconds = time.perf_counter() - self._started.get(job.label, time.perf_counter())
-        outcome = "ok" if result.status == "ok" else f"FAILED: {result.error}"
+        outcome = "ok" if result.status == "ok" else f"{result.status.upper()}: {result.error}"
         self.console.print(
             f"{job.label}: {result.records} records, {result.pages} pages, "
             f"{result.requests} requests in {seconds:.1f}s: {outcome}",
@@ -91,7 +91,8 @@ class BarsListener:
         )
 
     def job_finished(self, job: Job, result: JobResult) -> None:
-        outcome = "[green]ok[/]" if result.status == "ok" else "[red]failed[/]"
+        colour = {"ok": "green", "deferred": "yellow", "busy": "yellow"}.get(result.status, "red")
+        outcome = f"[{colour}]{result.status}[/]"
         self.progress.update(
             self._tasks[job.label],
             records=result.records,

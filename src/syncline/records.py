@@ -6,18 +6,25 @@ of the modification value, one ``orjson.dumps``; nothing else.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
-from syncline.config import StreamConfig
-from syncline.errors import BadPayload
+from syncline.config import SourceConfig, StreamConfig
+from syncline.errors import BadPayload, RateLimited
 from syncline.jpath import compile_path
-from syncline.stores.base import Row
-from syncline.timestamps import Comparable, normalize
+from syncline.stores.base import Reject, Row
+from syncline.timestamps import Comparable, is_zoneless, normalize
 
-__all__ = ["RecordShaper", "decode_body"]
+__all__ = ["RecordShaper", "ShapedPage", "decode_body", "graphql_throttle_wait"]
+
+log = logging.getLogger("syncline")
 
 
 def decode_body(content: bytes, content_type: str | None) -> Any:
@@ -27,23 +34,72 @@ def decode_body(content: bytes, content_type: str | None) -> Any:
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:
+        if _lone_surrogates(content):
+            # Valid JSON that orjson refuses (\ud800 escapes): read it slowly; the
+            # records holding such strings are quarantined one by one, not the page.
+            return json.loads(content)
         kind = "an HTML page" if content.lstrip()[:1] == b"<" else "malformed JSON"
         shown = f" (Content-Type {content_type})" if content_type else ""
-        raise BadPayload(f"expected a JSON body, got {kind}{shown}: {exc}") from None
+        raise BadPayload(
+            f"expected a JSON body, got {kind}{shown}: {exc}", retryable=True
+        ) from None
+
+
+def _lone_surrogates(content: bytes) -> bool:
+    if b"\\ud" not in content.lower():
+        return False
+    try:
+        json.loads(content)
+    except ValueError:
+        return False
+    return True
+
+
+def graphql_throttle_wait(body: dict[str, Any]) -> float | None:
+    """Seconds until a throttled GraphQL query can run, when the answer says (Shopify style)."""
+    cost = (body.get("extensions") or {}).get("cost") or {}
+    status = cost.get("throttleStatus") or {}
+    rate, available = status.get("restoreRate"), status.get("currentlyAvailable")
+    if not isinstance(rate, int | float) or rate <= 0 or not isinstance(available, int | float):
+        return None
+    needed = cost.get("requestedQueryCost")
+    if not isinstance(needed, int | float):
+        needed = rate  # unknown cost: wait for one second's worth of budget
+    return max(0.0, (needed - available) / rate)
+
+
+@dataclass(slots=True)
+class ShapedPage:
+    rows: list[Row] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    newest: tuple[Comparable, Any] | None = None
 
 
 class RecordShaper:
     """Turns one stream's decoded pages into records and rows."""
 
-    def __init__(self, stream: StreamConfig) -> None:
+    def __init__(self, stream: StreamConfig, source: SourceConfig | None = None) -> None:
         self.records_path = stream.records
         self._records = compile_path(stream.records) if stream.records else None
         self._keys = [(name, compile_path(name)) for name in stream.primary_keys]
         self._updated_at = compile_path(stream.updated_at) if stream.updated_at else None
         self.graphql = stream.graphql is not None
+        self.quarantine = stream.on_invalid_record == "quarantine"
+        zone_name = source.timezone if source is not None else None
+        self._zone: tzinfo = ZoneInfo(zone_name) if zone_name else UTC
+        self._warn_zoneless = zone_name is None and self._updated_at is not None
+        self.updated_at_path = stream.updated_at
 
     def select(self, body: Any) -> list[Any]:
         if self.graphql and isinstance(body, dict) and body.get("errors"):
+            throttled = [
+                e for e in body["errors"]
+                if isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED"
+            ]  # fmt: skip
+            if throttled:
+                raise RateLimited(
+                    "GraphQL query throttled", retry_after=graphql_throttle_wait(body)
+                )
             messages = "; ".join(
                 str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"]
             )
@@ -57,32 +113,62 @@ class RecordShaper:
             raise BadPayload(f"expected a list of records {where}, got {type(found).__name__}")
         return found
 
-    def rows(
-        self, records: Sequence[Any], partition_values: tuple[Any, ...]
-    ) -> tuple[list[Row], tuple[Comparable, Any] | None]:
-        """Rows for the store and the page's newest ``(normalised, raw)`` modification value."""
-        rows: list[Row] = []
-        newest: tuple[Comparable, Any] | None = None
-        get_updated = self._updated_at
+    def rows(self, records: Sequence[Any], partition_values: tuple[Any, ...]) -> ShapedPage:
+        """Rows for the store, quarantined records, and the page's newest modification value.
+
+        A record without a usable primary key is never stored with a NULL key: it
+        is quarantined with its reason (or fails the page, per ``on_invalid_record``).
+        """
+        shaped = ShapedPage()
+        rows, newest = shaped.rows, None
+        get_updated, zone = self._updated_at, self._zone
         for index, record in enumerate(records):
-            if not isinstance(record, dict):
-                raise BadPayload(f"record {index} is a {type(record).__name__}, not an object")
-            key = []
-            for name, get in self._keys:
-                value = get(record)
-                if value is None or value == "":
-                    raise BadPayload(f"record {index} has no primary key {name!r}")
-                if isinstance(value, dict | list):
-                    value = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-                key.append(value)
+            try:
+                key = self._key(index, record)
+                data = orjson.dumps(record).decode()
+            except (BadPayload, TypeError) as exc:
+                reason = str(exc) if isinstance(exc, BadPayload) else f"record {index}: {exc}"
+                if not self.quarantine:
+                    raise BadPayload(reason) from None
+                shaped.rejects.append(Reject(reason, _as_text(record)))
+                continue
             updated: Comparable | None = None
             if get_updated is not None:
                 raw = get_updated(record)
-                updated = normalize(raw)
+                if self._warn_zoneless and is_zoneless(raw):
+                    self._warn_zoneless = False
+                    log.warning(
+                        "%s has timestamps without a time zone (%r); reading them as UTC. "
+                        "Set 'timezone:' on the source to say which zone the API means.",
+                        self.updated_at_path,
+                        raw,
+                    )
+                updated = normalize(raw, zone)
                 if updated is not None and (newest is None or _newer(updated, newest[0])):
                     newest = (updated, raw)
-            rows.append((*partition_values, *key, orjson.dumps(record).decode(), updated))
-        return rows, newest
+            rows.append((*partition_values, *key, data, updated))
+        shaped.newest = newest
+        return shaped
+
+    def _key(self, index: int, record: Any) -> list[Any]:
+        if not isinstance(record, dict):
+            raise BadPayload(f"record {index} is a {type(record).__name__}, not an object")
+        key = []
+        for name, get in self._keys:
+            value = get(record)
+            if value is None or value == "":
+                raise BadPayload(f"record {index} has no primary key {name!r}")
+            if isinstance(value, dict | list):
+                value = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+            key.append(value)
+        return key
+
+
+def _as_text(record: Any) -> str:
+    try:
+        return orjson.dumps(record).decode()
+    except TypeError:
+        return json.dumps(record, ensure_ascii=True, default=repr)
 
 
 def _newer(candidate: Comparable, current: Comparable) -> bool:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
-__all__ = ["Redactor"]
+__all__ = ["MASK", "Redactor", "is_secret_name"]
 
 MASK = "***"
 # Long names match anywhere (access_token, x-api-key); short ones only as whole words,
@@ -29,9 +29,14 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         values: set[str] = set()
         for secret in secrets:
-            if len(secret) >= 4:  # masking "a" everywhere would garble every message
-                values.update({secret, quote(secret, safe=""), quote_plus(secret)})
+            values.update(_forms(secret))
         self._secrets = sorted(values, key=len, reverse=True)
+
+    def add(self, secret: str) -> None:
+        """Mask ``secret`` from now on too: a token that only became known at runtime."""
+        values = _forms(secret)
+        if not values.issubset(self._secrets):
+            self._secrets = sorted(values.union(self._secrets), key=len, reverse=True)
 
     def text(self, text: str) -> str:
         for secret in self._secrets:
@@ -50,3 +55,15 @@ class Redactor:
             safe="*",
         )
         return self.text(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
+
+
+def _forms(secret: str) -> set[str]:
+    """The spellings of a secret to mask: raw and URL-encoded both ways."""
+    if len(secret) < 4:  # masking "a" everywhere would garble every message
+        return set()
+    return {secret, quote(secret, safe=""), quote_plus(secret)}
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header, parameter or field name suggests its value is a credential."""
+    return _SECRET_NAMES.search(name) is not None

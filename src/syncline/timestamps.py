@@ -10,20 +10,33 @@ verbatim rather than failing a sync over one odd record.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-__all__ = ["format_filter_value", "normalize"]
+__all__ = ["format_filter_value", "is_zoneless", "normalize"]
 
 _CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 _ISO_START = re.compile(r"^\d{4}-\d\d-\d\d")
+_HAS_ZONE = re.compile(r"(?:[zZ]|[+-]\d\d(?::?\d\d(?::?\d\d(?:\.\d+)?)?)?)$")
+_HAS_TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d")
 
 Comparable = str | int | float
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def normalize(value: Any) -> Comparable | None:
-    """The form stored in ``_updated_at`` and compared by the newest-wins upsert."""
+def is_zoneless(value: Any) -> bool:
+    """True for ISO date-times written without ``Z`` or an offset (``2024-03-01T10:00:00``)."""
+    if not isinstance(value, str) or not _HAS_TIME.match(value):
+        return False
+    return _HAS_ZONE.search(value.strip()[10:]) is None
+
+
+def normalize(value: Any, zone: tzinfo = UTC) -> Comparable | None:
+    """The form stored in ``_updated_at`` and compared by the newest-wins upsert.
+
+    ``zone`` is the source's declared time zone, applied to zone-less timestamps
+    (DST folds resolve to the first occurrence, as :mod:`zoneinfo` does).
+    """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -32,11 +45,11 @@ def normalize(value: Any) -> Comparable | None:
         return str(value)
     if _CANONICAL.match(value):
         return value if len(value) == 27 else value[:19] + ".000000Z"
-    parsed = parse_iso(value)
+    parsed = parse_iso(value, zone)
     return value if parsed is None else _canonical(parsed)
 
 
-def parse_iso(value: str) -> datetime | None:
+def parse_iso(value: str, zone: tzinfo = UTC) -> datetime | None:
     """An aware UTC datetime from ISO-8601 text, or ``None`` if it is not one."""
     if not _ISO_START.match(value):
         return None
@@ -48,7 +61,7 @@ def parse_iso(value: str) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=zone)
     try:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC

@@ -7,6 +7,7 @@ so they use httpx's MockTransport behind the real engine and a real SQLite file.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def test_next_link_to_another_origin_is_refused_without_sending(tmp_path: Path, 
 
     (result,) = summary.streams
     assert result.status == "failed"
-    assert "next link leaves" in (result.error or "")
+    assert "refused to follow a link" in (result.error or "")
     assert requested == [f"{BASE}/items"]
     assert "pw" not in (result.error or "")
     assert "meta-data" not in (result.error or "")
@@ -238,14 +239,38 @@ def test_server_errors_are_retried_then_succeed(tmp_path: Path) -> None:
     assert sorted(stored(db)) == [1]
 
 
-def test_missing_primary_key_fails_the_page(tmp_path: Path) -> None:
+def test_missing_primary_key_fails_the_page_when_the_stream_says_fail(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"items": [{"id": 1}, {"name": "no id"}]})
 
-    summary, db = run(tmp_path, {"path": "/x", "records": "items", "primary_key": "id"}, handler)
+    stream = {"path": "/x", "records": "items", "primary_key": "id", "on_invalid_record": "fail"}
+    summary, db = run(tmp_path, stream, handler)
 
     assert "record 1 has no primary key 'id'" in (summary.streams[0].error or "")
     assert stored(db) == {}
+
+
+def test_records_without_a_key_are_quarantined_with_the_page(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"items": [{"id": 1}, {"name": "no id"}, {"id": None}]})
+
+    summary, db = run(tmp_path, {"path": "/x", "records": "items", "primary_key": "id"}, handler)
+
+    (result,) = summary.streams
+    assert result.status == "ok"
+    assert result.records == 1
+    assert result.rejected == 2
+    assert summary.as_dict()["rejected"] == 2
+    assert sorted(stored(db)) == [1]
+    with sqlite3.connect(db) as conn:
+        rejects = conn.execute(
+            "SELECT stream, run_id, reason, record FROM _syncline_rejects ORDER BY id"
+        ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rejects] == [
+        ("items", summary.run_id, "record 1 has no primary key 'id'"),
+        ("items", summary.run_id, "record 2 has no primary key 'id'"),
+    ]
+    assert json.loads(rejects[0][3]) == {"name": "no id"}
 
 
 def test_iter_records_streams_without_a_store(tmp_path: Path) -> None:

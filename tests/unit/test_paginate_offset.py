@@ -127,8 +127,37 @@ def test_advance(
     count: int,
     expected: dict[str, Any] | None,
 ) -> None:
-    assert paginator(**options).advance(position, page(body, count)) == expected
+    assert (
+        without_drift_marks(paginator(**options).advance(position, page(body, count))) == expected
+    )
 
 
 def test_final_cursor_is_none() -> None:
     assert paginator().final_cursor({"offset": 10}, page({}, 1)) is None
+
+
+def without_drift_marks(position: dict[str, object] | None) -> dict[str, object] | None:
+    """The position minus the drift bookkeeping tested on its own below."""
+    if position is None:
+        return None
+    return {k: v for k, v in position.items() if k not in ("first_total", "drift")}
+
+
+def test_a_total_that_changes_mid_pass_is_drift_until_the_pass_ends() -> None:
+    pager = paginator(total="total")
+    second = pager.advance({"offset": 0}, page({"total": 250}, 100))
+    assert second is not None
+    assert second["first_total"] == 250
+    assert not pager.drifted(second, page({"total": 250}, 100))
+    third = pager.advance(second, page({"total": 245}, 100))  # 5 deleted ahead of us
+    assert third is not None
+    assert third["drift"] is True
+    assert pager.drifted(third, page({"total": 245}, 45))  # the mark sticks to the last page
+
+
+def test_a_steady_total_is_not_drift() -> None:
+    pager = paginator(total="total")
+    second = pager.advance({"offset": 0}, page({"total": 150}, 100))
+    assert second is not None
+    assert not pager.drifted(second, page({"total": 150}, 50))
+    assert pager.drifted(second, page({"total": 151}, 50))

@@ -17,6 +17,17 @@ def shaper(**stream: Any) -> RecordShaper:
     return RecordShaper(StreamConfig.model_validate(stream))
 
 
+def strict(**stream: Any) -> RecordShaper:
+    """A shaper that fails the page on an invalid record instead of quarantining it."""
+    return shaper(on_invalid_record="fail", **stream)
+
+
+def pair(shaper: RecordShaper, records: list[Any], partition: tuple[Any, ...]) -> tuple[Any, Any]:
+    shaped = shaper.rows(records, partition)
+    assert shaped.rejects == []
+    return shaped.rows, shaped.newest
+
+
 GRAPHQL = {"query": "query { items { nodes { id } } }"}
 
 
@@ -116,7 +127,7 @@ def test_rows_are_partition_key_json_and_normalized_updated_at() -> None:
         {"id": 1, "updated_at": "2024-03-01T13:00:00+01:00", "name": "é"},
         {"id": 2, "updated_at": None},
     ]
-    rows, newest = shaper(updated_at="updated_at").rows(records, (7, "eu"))
+    rows, newest = pair(shaper(updated_at="updated_at"), records, (7, "eu"))
     assert [row[:3] for row in rows] == [(7, "eu", 1), (7, "eu", 2)]
     assert [orjson.loads(row[3]) for row in rows] == records
     assert [row[4] for row in rows] == ["2024-03-01T12:00:00.000000Z", None]
@@ -124,43 +135,43 @@ def test_rows_are_partition_key_json_and_normalized_updated_at() -> None:
 
 
 def test_rows_without_partition_or_updated_at() -> None:
-    rows, newest = shaper().rows([{"id": "a"}], ())
+    rows, newest = pair(shaper(), [{"id": "a"}], ())
     assert rows == [("a", '{"id":"a"}', None)]
     assert newest is None
 
 
 def test_composite_and_nested_keys() -> None:
     records = [{"org": {"id": 9}, "sku": "X-1", "v": 1}]
-    rows, _ = shaper(primary_key=["org.id", "sku"]).rows(records, (1,))
+    rows, _ = pair(shaper(primary_key=["org.id", "sku"]), records, (1,))
     assert rows[0][:3] == (1, 9, "X-1")
 
 
 def test_object_keys_are_stored_as_canonical_json() -> None:
-    rows, _ = shaper(primary_key="key").rows([{"key": {"b": 1, "a": [2]}}], ())
+    rows, _ = pair(shaper(primary_key="key"), [{"key": {"b": 1, "a": [2]}}], ())
     assert rows[0][0] == '{"a":[2],"b":1}'
 
 
 @pytest.mark.parametrize("key", [0, False, "0", -1])
 def test_falsy_but_present_keys_are_valid(key: Any) -> None:
-    rows, _ = shaper().rows([{"id": key}], ())
+    rows, _ = pair(shaper(), [{"id": key}], ())
     assert rows[0][0] == key
 
 
 @pytest.mark.parametrize("record", [{}, {"id": None}, {"id": ""}, {"name": "no id"}])
 def test_missing_or_empty_primary_key_is_a_bad_payload(record: dict[str, Any]) -> None:
     with pytest.raises(BadPayload, match="record 1 has no primary key 'id'"):
-        shaper().rows([{"id": 1}, record], ())
+        strict().rows([{"id": 1}, record], ())
 
 
 def test_missing_part_of_a_composite_key_is_named() -> None:
     with pytest.raises(BadPayload, match="'sku'"):
-        shaper(primary_key=["id", "sku"]).rows([{"id": 1}], ())
+        strict(primary_key=["id", "sku"]).rows([{"id": 1}], ())
 
 
 @pytest.mark.parametrize("record", [[1, 2], "id", 3, None])
 def test_non_object_record_is_a_bad_payload(record: Any) -> None:
     with pytest.raises(BadPayload, match="record 0 is a"):
-        shaper().rows([record], ())
+        strict().rows([record], ())
 
 
 @pytest.mark.parametrize(
@@ -186,18 +197,18 @@ def test_newest_is_the_greatest_instant_with_its_raw_form(
     values: list[Any], expected: tuple[Any, Any] | None
 ) -> None:
     records = [{"id": i, "ts": value} for i, value in enumerate(values)]
-    _, newest = shaper(updated_at="ts").rows(records, ())
+    _, newest = pair(shaper(updated_at="ts"), records, ())
     assert newest == expected
 
 
 def test_newest_ignores_a_value_of_another_kind() -> None:
     records = [{"id": 1, "ts": "2024-01-01T00:00:00Z"}, {"id": 2, "ts": 99}]
-    _, newest = shaper(updated_at="ts").rows(records, ())
+    _, newest = pair(shaper(updated_at="ts"), records, ())
     assert newest == ("2024-01-01T00:00:00.000000Z", "2024-01-01T00:00:00Z")
 
 
 def test_empty_page_has_no_rows_and_no_newest() -> None:
-    assert shaper(updated_at="ts").rows([], (1,)) == ([], None)
+    assert pair(shaper(updated_at="ts"), [], (1,)) == ([], None)
 
 
 # --- decode_body ---------------------------------------------------------------------------
@@ -231,3 +242,67 @@ def test_decode_body_rejects_html_and_truncated_json(
 ) -> None:
     with pytest.raises(BadPayload, match=match):
         decode_body(content, content_type)
+
+
+# --- quarantine (the default for invalid records) ------------------------------------------
+
+
+def test_invalid_records_are_quarantined_with_their_reason_and_the_rest_stored() -> None:
+    records = [{"id": 1}, {"name": "no key"}, "not an object", {"id": ""}, {"id": 2}]
+    shaped = shaper().rows(records, ())
+    assert [row[0] for row in shaped.rows] == [1, 2]
+    reasons = [reject.reason for reject in shaped.rejects]
+    assert reasons == [
+        "record 1 has no primary key 'id'",
+        "record 2 is a str, not an object",
+        "record 3 has no primary key 'id'",
+    ]
+    assert orjson.loads(shaped.rejects[0].record) == {"name": "no key"}
+
+
+def test_a_record_orjson_cannot_encode_is_quarantined_not_fatal() -> None:
+    body = decode_body(b'{"items": [{"id": 1, "name": "\\ud800"}, {"id": 2}]}', None)
+    shaped = shaper(records="items").rows(body["items"], ())
+    assert [row[0] for row in shaped.rows] == [2]
+    assert len(shaped.rejects) == 1
+    assert "record 0" in shaped.rejects[0].reason
+
+
+def test_graphql_throttled_is_a_rate_limit_with_the_restore_wait() -> None:
+    from syncline.errors import RateLimited
+
+    body = {
+        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+        "extensions": {
+            "cost": {
+                "requestedQueryCost": 101,
+                "throttleStatus": {"currentlyAvailable": 1, "restoreRate": 50},
+            }
+        },
+    }
+    with pytest.raises(RateLimited) as info:
+        shaper(graphql=GRAPHQL, records="data.x").select(body)
+    assert info.value.retry_after == pytest.approx(2.0)
+
+
+def test_zoneless_timestamps_follow_the_source_timezone() -> None:
+    from syncline.config import SourceConfig
+
+    stream = {"primary_key": "id", "updated_at": "ts"}
+    source = SourceConfig.model_validate(
+        {"base_url": "https://x.test", "timezone": "Europe/Rome", "streams": {"s": stream}}
+    )
+    rome = RecordShaper(source.streams["s"], source)
+    shaped = rome.rows([{"id": 1, "ts": "2024-07-01T12:00:00"}], ())
+    assert shaped.rows[0][-1] == "2024-07-01T10:00:00.000000Z"  # CEST is UTC+2
+
+
+def test_zoneless_timestamps_without_a_timezone_warn_once_and_read_as_utc(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    utc = shaper(updated_at="ts")
+    shaped = utc.rows([{"id": 1, "ts": "2024-07-01T12:00:00"}, {"id": 2, "ts": "2024-07-01"}], ())
+    utc.rows([{"id": 3, "ts": "2024-07-02T12:00:00"}], ())
+    assert shaped.rows[0][-1] == "2024-07-01T12:00:00.000000Z"
+    warnings = [r for r in caplog.records if "without a time zone" in r.getMessage()]
+    assert len(warnings) == 1

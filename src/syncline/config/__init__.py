@@ -2,6 +2,7 @@
 
 from syncline.config.loader import config_from_dict, load_config
 from syncline.config.models import Config, GraphQLConfig, SourceConfig, StreamConfig
+from syncline.config.render import render_config
 
 __all__ = [
     "Config",
@@ -10,4 +11,5 @@ __all__ = [
     "StreamConfig",
     "config_from_dict",
     "load_config",
+    "render_config",
 ]

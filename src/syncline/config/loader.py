@@ -5,6 +5,7 @@ YAML is parsed only here; everything past this module sees frozen models.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -17,9 +18,12 @@ from pydantic import ValidationError
 from syncline.config.models import Config
 from syncline.config.strategies import UNION_FIELDS
 from syncline.errors import ConfigError
+from syncline.redact import is_secret_name
 
 __all__ = ["config_from_dict", "load_config"]
 
+log = logging.getLogger("syncline")
+_SECRET_AUTH_FIELDS = ("token", "value", "key", "password", "client_secret", "refresh_token")
 _VAR = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -55,6 +59,8 @@ def config_from_dict(
     label = str(file) if file is not None else "<config>"
     base = Path(base_dir)
     env = os.environ if environ is None else environ
+    if file is not None:
+        _warn_literal_secrets(raw, label)
     data = _interpolate(raw, env, (), label)
     _inline_query_files(data, base, label)
     data = {**data, "base_dir": base, "file": Path(file) if file is not None else None}
@@ -87,6 +93,32 @@ def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str, ...], file
 
         return _VAR.sub(substitute, value)
     return value
+
+
+def _warn_literal_secrets(raw: dict[str, Any], file: str) -> None:
+    """A token typed into a config file ends up in version control; steer to ``${env:…}``."""
+    sources = raw.get("sources")
+    if not isinstance(sources, dict):
+        return
+    for source_name, source in sources.items():
+        if not isinstance(source, dict):
+            continue
+        places: list[tuple[str, Any]] = []
+        auth = source.get("auth")
+        if isinstance(auth, dict):
+            places += [(f"auth.{name}", auth.get(name)) for name in _SECRET_AUTH_FIELDS]
+        headers = source.get("headers")
+        if isinstance(headers, dict):
+            places += [(f"headers.{k}", v) for k, v in headers.items() if is_secret_name(str(k))]
+        for where, value in places:
+            if isinstance(value, str) and value and "${" not in value:
+                log.warning(
+                    "%s: sources.%s.%s holds a secret written in the file; "
+                    "use ${env:NAME} and keep the value out of the config",
+                    file,
+                    source_name,
+                    where,
+                )
 
 
 def _inline_query_files(data: dict[str, Any], base: Path, file: str) -> None:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from syncline.config.strategies import (
     AuthConfig,
@@ -20,11 +30,14 @@ from syncline.config.strategies import (
     RelayPaginate,
     WatermarkIncremental,
 )
+from syncline.durations import parse_duration
 from syncline.jpath import check_expression
 
 __all__ = ["Config", "GraphQLConfig", "RetryConfig", "SourceConfig", "StreamConfig"]
 
 Scalar = str | int | float | bool
+Seconds = Annotated[float, BeforeValidator(lambda value: parse_duration(value).total_seconds())]
+"""A duration in seconds, written as ``30``, ``"30s"``, ``"5m"`` or ``"1h"``."""
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
@@ -64,6 +77,8 @@ class StreamConfig(_Frozen):
     incremental: IncrementalConfig = Field(default_factory=NoIncremental)
     partitions: dict[str, list[Scalar]] | None = None
     table: str | None = None
+    on_invalid_record: Literal["quarantine", "fail"] = "quarantine"
+    """A record without a usable primary key goes to ``_syncline_rejects`` or fails the job."""
 
     _check_records = field_validator("records", "updated_at")(check_expression)
 
@@ -102,14 +117,40 @@ class StreamConfig(_Frozen):
 
 
 class RetryConfig(_Frozen):
-    """How hard to insist on transient failures (429, 5xx, network), bounded in count and time."""
+    """How hard to insist on transient failures (429, 5xx, network), bounded in count and time.
+
+    Waits are exponential with full jitter: ``uniform(0, min(wait_max,
+    wait_initial * 2**n))``. A ``Retry-After`` is honoured as given (never
+    shortened); one longer than ``max_wait`` defers the job instead of sleeping.
+    """
 
     attempts: int = Field(default=5, ge=1)
-    wait_initial: float = Field(default=0.5, ge=0)
-    wait_max: float = Field(default=30.0, ge=0)
-    wait_jitter: float = Field(default=1.0, ge=0)
-    timeout: float = Field(default=300.0, gt=0)
-    max_retry_after: float = Field(default=300.0, ge=0)
+    wait_initial: Seconds = Field(
+        default=0.5, ge=0, validation_alias=AliasChoices("wait_initial", "base_delay")
+    )
+    wait_max: Seconds = Field(
+        default=30.0, ge=0, validation_alias=AliasChoices("wait_max", "max_delay")
+    )
+    wait_jitter: Seconds = Field(default=1.0, ge=0)
+    min_wait: Seconds = Field(default=0.05, ge=0)
+    timeout: Seconds = Field(
+        default=300.0, gt=0, validation_alias=AliasChoices("timeout", "max_time")
+    )
+    max_wait: Seconds = Field(
+        default=300.0, ge=0, validation_alias=AliasChoices("max_wait", "max_retry_after")
+    )
+    statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    network_errors: bool = True
+    payload_retries: int = Field(default=1, ge=0)
+    """Retries of a body that did not decode (an HTML error page, cut JSON)."""
+
+    @field_validator("statuses")
+    @classmethod
+    def _http_statuses(cls, value: frozenset[int]) -> frozenset[int]:
+        wrong = sorted(code for code in value if not 400 <= code <= 599)
+        if wrong:
+            raise ValueError(f"retry statuses must be 4xx or 5xx codes, got {wrong}")
+        return value
 
 
 class SourceConfig(_Frozen):
@@ -117,10 +158,49 @@ class SourceConfig(_Frozen):
     auth: AuthConfig | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     partitions: dict[str, list[Scalar]] = Field(default_factory=dict)
-    timeout: float = Field(default=30.0, gt=0)
-    verify_tls: bool | str = True
+    timeout: Seconds = Field(default=30.0, gt=0)
+    verify_tls: bool = Field(default=True, validation_alias=AliasChoices("verify_tls", "verify"))
+    ca_bundle: Path | None = None
+    """A PEM file of CA certificates to trust instead of the system's (relative to the config)."""
+    timezone: str | None = None
+    """The zone of timestamps the API writes without an offset (else UTC, with a warning)."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Other hosts that next links and redirects may lead to (over https, with credentials)."""
+    follow_redirects: bool = False
+    end_on_status: list[int] = Field(default_factory=list)
+    """Statuses that mean "past the last page" on a page after the first (e.g. 404)."""
+    max_response_size: ByteSize = Field(default=ByteSize(256 * 1024 * 1024), gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     streams: dict[str, StreamConfig]
+
+    @field_validator("verify_tls", mode="before")
+    @classmethod
+    def _verify_is_a_switch(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() not in {"true", "false"}:
+            raise ValueError(
+                "use 'ca_bundle: path/to/ca.pem' for a custom CA; verify is true/false"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r} (use an IANA name like Europe/Rome)"
+                ) from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _bare_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not host or any(char in host for char in "/@ :"):
+                raise ValueError(f"allowed_hosts takes bare host names, got {host!r}")
+        return [host.lower() for host in value]
 
     @field_validator("base_url")
     @classmethod
@@ -154,6 +234,8 @@ class SourceConfig(_Frozen):
 
 class Config(_Frozen):
     store: str = "sqlite:///syncline.db"
+    lease_ttl: Seconds = Field(default=60.0, gt=0)
+    """How long a crashed process keeps others off its (stream, partition)."""
     sources: dict[str, SourceConfig]
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: Path | None = Field(default=None, exclude=True)

@@ -7,9 +7,19 @@ Each is a tagged union on ``type`` so a typo in a key is caught by name
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from syncline.durations import parse_duration
 from syncline.jpath import check_expression
@@ -26,6 +36,7 @@ __all__ = [
     "NextLinkPaginate",
     "NoIncremental",
     "NoPaginate",
+    "OAuth2Auth",
     "OffsetPaginate",
     "PageNumberPaginate",
     "PaginateConfig",
@@ -181,7 +192,77 @@ class BasicAuth(_Frozen):
     password: SecretStr
 
 
-AuthConfig = Annotated[BearerAuth | ApiKeyAuth | BasicAuth, Field(discriminator="type")]
+_OAUTH2_RESERVED = frozenset({"grant_type", "refresh_token", "client_id", "client_secret", "scope"})
+
+
+class OAuth2Auth(_Frozen):
+    """OAuth2 access tokens from ``token_url`` (see :mod:`syncline.oauth2`).
+
+    ``token_file`` keeps the newest refresh token when the vendor rotates it; a
+    relative path is resolved against the config file's directory by the caller.
+    """
+
+    type: Literal["oauth2"]
+    grant: Literal["client_credentials", "refresh_token"]
+    token_url: str
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    scope: str | None = None
+    client_auth: Literal["body", "basic"] = "body"
+    token_file: Path | None = None
+    min_refresh_interval: timedelta = timedelta(0)
+    extra_params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("token_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @field_validator("client_secret", "refresh_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("is empty (an unset ${VAR:-} default?); set it or remove the key")
+        return value
+
+    @field_validator("min_refresh_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("extra_params")
+    @classmethod
+    def _not_reserved(
+        cls, value: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        clash = sorted(_OAUTH2_RESERVED & value.keys())
+        if clash:
+            names = ", ".join(repr(name) for name in clash)
+            raise ValueError(f"cannot set {names}: syncline sends them from the auth keys")
+        return value
+
+    @model_validator(mode="after")
+    def _grant_needs(self) -> OAuth2Auth:
+        if self.grant == "refresh_token" and self.refresh_token is None and not self.token_file:
+            raise ValueError("grant 'refresh_token' needs 'refresh_token' or 'token_file'")
+        if self.grant == "client_credentials":
+            if self.client_secret is None:
+                raise ValueError("grant 'client_credentials' needs 'client_secret'")
+            unused = [key for key in ("refresh_token", "token_file") if getattr(self, key)]
+            if unused:
+                raise ValueError(f"{unused} only apply to grant 'refresh_token'")
+        if self.client_auth == "basic" and self.client_secret is None:
+            raise ValueError("client_auth 'basic' needs 'client_secret'")
+        return self
+
+
+AuthConfig = Annotated[
+    BearerAuth | ApiKeyAuth | BasicAuth | OAuth2Auth, Field(discriminator="type")
+]
 
 UNION_FIELDS = frozenset({"paginate", "incremental", "auth"})
 """Keys whose value is one of the tagged unions above (their tag is dropped from error paths)."""

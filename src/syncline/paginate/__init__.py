@@ -12,7 +12,7 @@ from syncline.config.strategies import (
     PaginateConfig,
     RelayPaginate,
 )
-from syncline.paginate.base import Page, Paginator, Position
+from syncline.paginate.base import DriftAware, Page, Paginator, Position
 from syncline.paginate.cursor import CursorPaginator
 from syncline.paginate.links import LinkHeaderPaginator, NextLinkPaginator
 from syncline.paginate.offset import OffsetPaginator
@@ -20,7 +20,7 @@ from syncline.paginate.page_number import PageNumberPaginator
 from syncline.paginate.relay import RelayPaginator
 from syncline.paginate.single import SinglePage
 
-__all__ = ["Page", "Paginator", "Position", "make_paginator"]
+__all__ = ["DriftAware", "Page", "Paginator", "Position", "make_paginator"]
 
 
 def make_paginator(config: PaginateConfig) -> Paginator:

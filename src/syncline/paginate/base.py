@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from syncline.request import RequestSpec
 
-__all__ = ["Page", "Paginator", "Position", "as_int", "truthy"]
+__all__ = ["DriftAware", "Page", "Paginator", "Position", "as_int", "truthy"]
 
 Position = dict[str, Any]
 
@@ -46,6 +46,40 @@ class Paginator(Protocol):
     def final_cursor(self, position: Position, page: Page) -> Any:
         """What a cursor-incremental stream keeps to continue from next run."""
         ...
+
+
+@runtime_checkable
+class DriftAware(Protocol):
+    """A paginator over positions (offsets, page numbers) that can shift under it.
+
+    When records are inserted or deleted ahead of the position while paging,
+    an offset listing skips or repeats records. Repeats are absorbed by the
+    primary-key upsert; skips are not, so the engine reads the pass again
+    when the listing's reported total changed during it.
+    """
+
+    def drifted(self, position: Position, page: Page) -> bool:
+        """True when the listing's total changed between the pass's pages."""
+        ...
+
+
+def note_total(position: Position, nxt: Position, total: int | None) -> Position:
+    """Carry the pass's first reported total, and a flag once a page reports another."""
+    first = position.get("first_total")
+    if first is None:
+        first = total
+    if first is not None:
+        nxt["first_total"] = first
+    if position.get("drift") or (total is not None and first is not None and total != first):
+        nxt["drift"] = True
+    return nxt
+
+
+def total_changed(position: Position, total: int | None) -> bool:
+    first = position.get("first_total")
+    return bool(position.get("drift")) or (
+        total is not None and first is not None and total != first
+    )
 
 
 def truthy(value: Any) -> bool:

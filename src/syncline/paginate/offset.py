@@ -15,7 +15,7 @@ from typing import Any
 
 from syncline.config.strategies import OffsetPaginate
 from syncline.jpath import compile_path
-from syncline.paginate.base import Page, Position, as_int, truthy
+from syncline.paginate.base import Page, Position, as_int, note_total, total_changed, truthy
 from syncline.request import RequestSpec
 
 __all__ = ["OffsetPaginator"]
@@ -41,11 +41,13 @@ class OffsetPaginator:
         if count == 0:
             return None
         offset = int(position["offset"]) + count
-        total = as_int(self._total(page.body)) if self._total is not None else None
+        reported = self._reported_total(page)
+        total = reported
         if total is None and position.get("total") is not None:
             total = int(position["total"])
         if total is not None:
-            return {"offset": offset, "total": total} if offset < total else None
+            nxt = {"offset": offset, "total": total}
+            return note_total(position, nxt, reported) if offset < total else None
         if self._has_more is not None:
             flag = self._has_more(page.body)
             if flag is not None:
@@ -54,6 +56,12 @@ class OffsetPaginator:
         if self.config.stop_on_short_page and size and count < size:
             return None
         return {"offset": offset}
+
+    def drifted(self, position: Position, page: Page) -> bool:
+        return total_changed(position, self._reported_total(page))
+
+    def _reported_total(self, page: Page) -> int | None:
+        return as_int(self._total(page.body)) if self._total is not None else None
 
     def final_cursor(self, position: Position, page: Page) -> Any:
         return None

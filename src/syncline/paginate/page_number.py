@@ -17,7 +17,7 @@ from typing import Any
 
 from syncline.config.strategies import PageNumberPaginate
 from syncline.jpath import compile_path
-from syncline.paginate.base import Page, Position, as_int, truthy
+from syncline.paginate.base import Page, Position, as_int, note_total, total_changed, truthy
 from syncline.request import RequestSpec
 
 __all__ = ["PageNumberPaginator"]
@@ -51,7 +51,7 @@ class PageNumberPaginator:
             nxt: Position = {"page": number + 1, "last": last}
             if not self.config.size:
                 nxt["page_size"] = self._page_size(position, page)
-            return nxt
+            return note_total(position, nxt, self._reported_total(page))
         if self._has_more is not None:
             flag = self._has_more(page.body)
             if flag is not None:
@@ -62,6 +62,18 @@ class PageNumberPaginator:
         return {"page": number + 1}
 
     def final_cursor(self, position: Position, page: Page) -> Any:
+        return None
+
+    def drifted(self, position: Position, page: Page) -> bool:
+        return total_changed(position, self._reported_total(page))
+
+    def _reported_total(self, page: Page) -> int | None:
+        """The record count the body reports (or, failing that, its page count)."""
+        for path in (self._total, self._total_pages, self._last_page):
+            if path is not None:
+                value = as_int(path(page.body))
+                if value is not None:
+                    return value
         return None
 
     def _known_last_page(self, position: Position, page: Page) -> int | None:

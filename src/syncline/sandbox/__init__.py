@@ -9,10 +9,26 @@ one reproducible dataset through one endpoint per pagination style (pages,
 GraphQL Relay, unpaginated) on a real uvicorn server, with admin endpoints so
 that tests can mutate data mid-sync and count requests.  It is also what the
 benchmarks (up to 1,000,000 generated records) and the demo run against.
+
+For reliability tests it can also misbehave on purpose (``/_admin/faults``:
+rate limits, 5xx, truncated bodies, dropped connections, broken pagination
+links, GraphQL errors) and act as an OAuth2 token endpoint with expiring access
+tokens and rotating refresh tokens (``/oauth/token``).
 """
 
 from syncline.sandbox.app import create_app
 from syncline.sandbox.dataset import Dataset
+from syncline.sandbox.faults import FaultConfig, parse_fault_config
+from syncline.sandbox.oauth import OAuthSettings
 from syncline.sandbox.server import SandboxProcess, main, serve
 
-__all__ = ["Dataset", "SandboxProcess", "create_app", "main", "serve"]
+__all__ = [
+    "Dataset",
+    "FaultConfig",
+    "OAuthSettings",
+    "SandboxProcess",
+    "create_app",
+    "main",
+    "parse_fault_config",
+    "serve",
+]

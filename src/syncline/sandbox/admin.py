@@ -3,7 +3,9 @@
 Why an HTTP admin surface instead of in-process hooks: the sandbox runs in a
 separate process (real sockets, real event loop), so the only way for a test to
 mutate data or read request counts is to ask the server.  These endpoints never
-require the bearer token and are not counted in the stats.
+require the bearer token, are not counted in the stats and never get faults.
+The fault and OAuth endpoints are thin: the logic lives in :mod:`.faults` and
+:mod:`.oauth`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.routing import Route
 
 from syncline.sandbox.common import BadRequestError, json_response, sandbox_state
 from syncline.sandbox.dataset import Dataset
+from syncline.sandbox.faults import parse_fault_config
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -43,7 +46,12 @@ def _int_field(body: dict[str, Any], name: str, default: int) -> int:
 
 
 async def reset(request: Request) -> Response:
-    """Recreate the dataset (defaults: the server's launch settings), zero stats."""
+    """Recreate the dataset (defaults: the server's launch settings), zero stats.
+
+    Also clears any fault configuration (including one given at launch) and,
+    with OAuth enabled, forgets every issued token and zeroes the OAuth counters,
+    so each test starts from a clean server.
+    """
     state = sandbox_state(request)
     body = await _json_body(request)
     records = _int_field(body, "records", state.default_records)
@@ -52,6 +60,9 @@ async def reset(request: Request) -> Response:
         raise BadRequestError("records must be >= 0")
     state.dataset = Dataset(records, seed)
     state.stats.clear()
+    state.faults.configure(None)
+    if state.oauth is not None:
+        state.oauth.reset()
     return json_response({"records": records, "seed": seed})
 
 
@@ -74,13 +85,54 @@ async def records(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    counts = dict(sorted(sandbox_state(request).stats.items()))
-    return json_response({"requests": counts, "total": sum(counts.values())})
+    """Request counts per data path; ``faults`` (injected per kind) only while configured."""
+    state = sandbox_state(request)
+    counts = dict(sorted(state.stats.items()))
+    body: dict[str, Any] = {"requests": counts, "total": sum(counts.values())}
+    if state.faults.config is not None:
+        body["faults"] = dict(sorted(state.faults.injected.items()))
+    return json_response(body)
 
 
 async def reset_stats(request: Request) -> Response:
     sandbox_state(request).stats.clear()
     return json_response({"requests": {}, "total": 0})
+
+
+async def faults(request: Request) -> Response:
+    """``GET`` config and counters; ``POST`` replaces the config; ``DELETE`` or ``{}`` clears."""
+    controller = sandbox_state(request).faults
+    if request.method == "DELETE":
+        controller.configure(None)
+    elif request.method == "POST":
+        body = await _json_body(request)
+        controller.configure(parse_fault_config(body) if body else None)
+    return json_response(controller.snapshot())
+
+
+def _oauth_not_enabled() -> Response:
+    return json_response({"error": "oauth is not enabled"}, status=404)
+
+
+async def oauth_stats(request: Request) -> Response:
+    server = sandbox_state(request).oauth
+    return _oauth_not_enabled() if server is None else json_response(server.stats())
+
+
+async def oauth_refresh_token(request: Request) -> Response:
+    """A fresh refresh token, as if a user had just authorized the client."""
+    server = sandbox_state(request).oauth
+    if server is None:
+        return _oauth_not_enabled()
+    return json_response({"refresh_token": server.issue_refresh()})
+
+
+async def oauth_expire(request: Request) -> Response:
+    """Invalidate every issued access token; the next use of one gets a 401."""
+    server = sandbox_state(request).oauth
+    if server is None:
+        return _oauth_not_enabled()
+    return json_response({"expired": server.expire_all()})
 
 
 def admin_routes() -> list[Route]:
@@ -90,4 +142,8 @@ def admin_routes() -> list[Route]:
         Route("/_admin/records", records, methods=["GET"]),
         Route("/_admin/stats", stats, methods=["GET"]),
         Route("/_admin/stats/reset", reset_stats, methods=["POST"]),
+        Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_admin/oauth", oauth_stats, methods=["GET"]),
+        Route("/_admin/oauth/refresh-token", oauth_refresh_token, methods=["POST"]),
+        Route("/_admin/oauth/expire", oauth_expire, methods=["POST"]),
     ]

@@ -12,7 +12,6 @@ on a single event-loop thread and the dataset needs no locks.
 
 from __future__ import annotations
 
-import hmac
 import math
 from urllib.parse import urlencode
 
@@ -21,11 +20,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncline.sandbox.admin import admin_routes
 from syncline.sandbox.common import (
-    DATA_PATHS,
     BadRequestError,
     SandboxState,
     bad_request_handler,
@@ -37,7 +34,11 @@ from syncline.sandbox.common import (
 )
 from syncline.sandbox.cursor import InvalidCursorError, cursor_at, start_after
 from syncline.sandbox.dataset import Dataset
+from syncline.sandbox.fault_middleware import FaultInjector
+from syncline.sandbox.faults import FaultConfig, FaultController
+from syncline.sandbox.gate import DataGate
 from syncline.sandbox.graphql_api import graphql_endpoint
+from syncline.sandbox.oauth import OAuthServer, OAuthSettings, token_endpoint
 
 
 def _since(request: Request) -> str | None:
@@ -172,46 +173,30 @@ async def none_items(request: Request) -> Response:
     return json_response({"items": dataset.records_between(start, len(dataset))})
 
 
-class _DataGate:
-    """Pure-ASGI middleware: bearer-token check and per-path request counting.
-
-    Pure ASGI rather than ``BaseHTTPMiddleware`` because it sits on every hot
-    request.  Only requests that pass the check are counted as served.
-    """
-
-    def __init__(self, app: ASGIApp, state: SandboxState, token: str | None) -> None:
-        self._app = app
-        self._state = state
-        self._expected = None if token is None else f"Bearer {token}".encode()
-
-    def _authorized(self, scope: Scope) -> bool:
-        if self._expected is None:
-            return True
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                return hmac.compare_digest(value, self._expected)
-        return False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in DATA_PATHS:
-            if not self._authorized(scope):
-                reply = json_response(
-                    {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
-                )
-                await reply(scope, receive, send)
-                return
-            self._state.stats[scope["path"]] += 1
-        await self._app(scope, receive, send)
-
-
-def create_app(dataset: Dataset | None = None, token: str | None = None) -> Starlette:
+def create_app(
+    dataset: Dataset | None = None,
+    token: str | None = None,
+    *,
+    oauth: OAuthSettings | None = None,
+    faults: FaultConfig | None = None,
+) -> Starlette:
     """Build the sandbox app around ``dataset`` (default: ``Dataset()``).
 
     With ``token`` set, data endpoints require ``Authorization: Bearer <token>``;
-    ``/_admin/*`` never does, so tests can always drive the server.
+    ``/_admin/*`` never does, so tests can always drive the server.  ``oauth``
+    mounts ``POST /oauth/token`` and lets issued access tokens through the gate
+    too.  ``faults`` starts the app with that fault configuration (see
+    :mod:`.faults`); ``/_admin/faults`` changes it at run time.
     """
     dataset = Dataset() if dataset is None else dataset
-    state = SandboxState(dataset, dataset.base_records, dataset.seed)
+    state = SandboxState(
+        dataset,
+        dataset.base_records,
+        dataset.seed,
+        faults=FaultController(),
+        oauth=None if oauth is None else OAuthServer(oauth),
+    )
+    state.faults.configure(faults)
     routes = [
         Route("/page/items", page_items),
         Route("/page0/items", page0_items),
@@ -224,9 +209,15 @@ def create_app(dataset: Dataset | None = None, token: str | None = None) -> Star
         Route("/graphql", graphql_endpoint, methods=["POST"]),
         *admin_routes(),
     ]
+    if oauth is not None:
+        routes.append(Route("/oauth/token", token_endpoint, methods=["POST"]))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_DataGate, state=state, token=token)],
+        # Outermost first: only requests the gate lets through (and counts) get faults.
+        middleware=[
+            Middleware(DataGate, state=state, token=token),
+            Middleware(FaultInjector, state=state),
+        ],
         exception_handlers={BadRequestError: bad_request_handler},
     )
     app.state.sandbox = state

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from syncline.sandbox.dataset import Dataset
+
+if TYPE_CHECKING:
+    # Type-only: both modules import this one, and neither is needed at runtime here.
+    from syncline.sandbox.faults import FaultController
+    from syncline.sandbox.oauth import OAuthServer
 
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000
@@ -35,7 +40,10 @@ DATA_PATHS: Final = frozenset(
         "/none/items",
     }
 )
-"""Endpoints that serve data: they need the token (if any) and are counted."""
+"""Endpoints that serve data: they need the token (if any), are counted and get faults."""
+
+AUTH_SCOPE_KEY: Final = "syncline.sandbox.auth"
+"""ASGI scope key the data gate sets to ``"oauth"`` for issued OAuth access tokens."""
 
 
 @dataclass
@@ -46,6 +54,9 @@ class SandboxState:
     default_records: int
     default_seed: int
     stats: Counter[str] = field(default_factory=Counter)
+    faults: FaultController = field(kw_only=True)
+    oauth: OAuthServer | None = field(default=None, kw_only=True)
+    """``None`` unless the app was created with OAuth settings."""
 
 
 class BadRequestError(Exception):

@@ -29,7 +29,11 @@ import httpx
 import uvicorn
 
 from syncline.sandbox.app import create_app
+from syncline.sandbox.common import BadRequestError
 from syncline.sandbox.dataset import Dataset
+from syncline.sandbox.faults import FaultConfig, parse_fault_config
+from syncline.sandbox.httpdate import DateHeader
+from syncline.sandbox.oauth import OAuthSettings
 
 READY_PREFIX = "syncline sandbox listening on "
 
@@ -73,18 +77,23 @@ def serve(
     records: int = 2345,
     seed: int = 7,
     token: str | None = None,
+    *,
+    oauth: OAuthSettings | None = None,
+    faults: FaultConfig | None = None,
 ) -> None:
     """Serve the sandbox until SIGINT/SIGTERM (blocking); loopback only."""
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    app = create_app(Dataset(records, seed), token=token, oauth=oauth, faults=faults)
     config = uvicorn.Config(
-        create_app(Dataset(records, seed), token=token),
+        DateHeader(app),  # the app owns Date, so faults can set it exactly
         loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
         http="httptools" if importlib.util.find_spec("httptools") else "auto",
         lifespan="off",
         access_log=False,
         log_level="warning",
+        date_header=False,
     )
     server = _AnnouncingServer(config, f"http://{shown_host}:{bound_port}")
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -101,6 +110,44 @@ def serve(
         sock.close()
 
 
+def _fault_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> FaultConfig | None:
+    """The launch fault configuration from the ``--fault-*``/``--latency-ms`` flags."""
+    body: dict[str, Any] = {}
+    if args.fault_rate is not None:
+        body["rate"] = args.fault_rate
+    if args.fault_kinds is not None:
+        if args.fault_rate is None:
+            parser.error("--fault-kinds needs --fault-rate")
+        body["kinds"] = [kind.strip() for kind in args.fault_kinds.split(",") if kind.strip()]
+    if args.fault_seed is not None:
+        body["seed"] = args.fault_seed
+    if args.latency_ms is not None:
+        body["latency_ms"] = args.latency_ms
+    if not body:
+        return None
+    try:
+        return parse_fault_config(body)
+    except BadRequestError as exc:
+        parser.error(exc.message)
+
+
+def _oauth_settings(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> OAuthSettings | None:
+    if args.oauth_client is None:
+        if args.oauth_ttl is not None:
+            parser.error("--oauth-ttl needs --oauth-client")
+        return None
+    client_id, sep, secret = args.oauth_client.partition(":")
+    if not sep:
+        parser.error("--oauth-client must be ID:SECRET")
+    ttl = 3600.0 if args.oauth_ttl is None else args.oauth_ttl
+    try:
+        return OAuthSettings(client_id, secret, ttl)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m syncline.sandbox",
@@ -111,8 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=2345)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    faults = parser.add_argument_group("faults (see POST /_admin/faults for all options)")
+    faults.add_argument("--fault-rate", type=float, help="probability of a fault per data request")
+    faults.add_argument("--fault-kinds", help="comma-separated fault kinds to draw from")
+    faults.add_argument("--fault-seed", type=int, help="seed of the fault dice (default 0)")
+    faults.add_argument("--latency-ms", type=int, help="delay added to every data request")
+    oauth = parser.add_argument_group("OAuth2 token endpoint (POST /oauth/token)")
+    oauth.add_argument("--oauth-client", metavar="ID:SECRET", help="enable OAuth for this client")
+    oauth.add_argument("--oauth-ttl", type=float, metavar="SECONDS", help="access token lifetime")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.records, args.seed, args.token)
+    serve(
+        args.host,
+        args.port,
+        args.records,
+        args.seed,
+        args.token,
+        oauth=_oauth_settings(parser, args),
+        faults=_fault_config(parser, args),
+    )
     return 0
 
 
@@ -141,11 +204,15 @@ class SandboxProcess:
         seed: int = 7,
         token: str | None = None,
         *,
+        oauth_client: tuple[str, str] | None = None,
+        oauth_ttl: float = 3600.0,
         startup_timeout: float = 20.0,
     ) -> None:
         self.records_count = records
         self.seed = seed
         self.token = token
+        self.oauth_client = oauth_client
+        self.oauth_ttl = oauth_ttl
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[str] | None = None
         self._stderr: IO[bytes] | None = None
@@ -169,6 +236,14 @@ class SandboxProcess:
         command += ["--records", str(self.records_count), "--seed", str(self.seed)]
         if self.token is not None:
             command += ["--token", self.token]
+        if self.oauth_client is not None:
+            client_id, secret = self.oauth_client
+            command += [
+                "--oauth-client",
+                f"{client_id}:{secret}",
+                "--oauth-ttl",
+                str(self.oauth_ttl),
+            ]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=_child_env()
@@ -263,3 +338,33 @@ class SandboxProcess:
 
     def reset_stats(self) -> None:
         self._admin("POST", "/_admin/stats/reset")
+
+    def set_faults(self, **config: Any) -> dict[str, Any]:
+        """Replace the fault configuration (fields as in ``POST /_admin/faults``).
+
+        Returns the ``GET /_admin/faults`` body; an invalid config raises
+        ``httpx.HTTPStatusError`` (400).  No arguments clears the faults.
+        """
+        result: dict[str, Any] = self._admin("POST", "/_admin/faults", config)
+        return result
+
+    def clear_faults(self) -> None:
+        self._admin("DELETE", "/_admin/faults")
+
+    def faults(self) -> dict[str, Any]:
+        """``{"config": {...} | None, "injected": {kind: n}, "data_requests": n}``."""
+        result: dict[str, Any] = self._admin("GET", "/_admin/faults")
+        return result
+
+    def oauth_refresh_token(self) -> str:
+        """A fresh, valid refresh token (the "user authorized the app" step)."""
+        token: str = self._admin("POST", "/_admin/oauth/refresh-token")["refresh_token"]
+        return token
+
+    def oauth_expire(self) -> None:
+        """Invalidate every issued access token."""
+        self._admin("POST", "/_admin/oauth/expire")
+
+    def oauth_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._admin("GET", "/_admin/oauth")
+        return result

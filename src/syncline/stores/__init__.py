@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from syncline.errors import ConfigError
-from syncline.stores.base import Row, RunRecord, State, StateKey, Store, TableSpec
+from syncline.stores.base import Lease, Reject, Row, RunRecord, State, StateKey, Store, TableSpec
 from syncline.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "Lease",
+    "Reject",
     "Row",
     "RunRecord",
     "SQLiteStore",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Row", "RunRecord", "State", "StateKey", "Store", "TableSpec"]
+__all__ = ["Lease", "Reject", "Row", "RunRecord", "State", "StateKey", "Store", "TableSpec"]
 
 Row = tuple[Any, ...]
 """Partition values, primary-key values, then ``_data`` (JSON text) and ``_updated_at``."""
@@ -51,6 +51,10 @@ class State:
     """The filter value the open pass sends on every page, fixed when the pass starts."""
     pass_max: dict[str, Any] | None = None
     """Newest modification seen on the committed pages of the open pass."""
+    pass_restarts: int = 0
+    """How many times the open pass was restarted because the listing shifted under it."""
+    not_before: str | None = None
+    """UTC time before which the job must not call the API again (a long Retry-After)."""
     run_id: str | None = None
     status: str | None = None
     error: str | None = None
@@ -58,6 +62,30 @@ class State:
     pages: int = 0
     requests: int = 0
     updated_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to write one (stream, partition), proved by a fencing token at every commit.
+
+    A holder that stalls past ``expires_at`` may be replaced; its next commit then
+    fails because its token is no longer the current one (a zombie cannot write).
+    """
+
+    key: StateKey
+    holder: str
+    token: int
+    expires_at: float
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A record quarantined instead of stored, with the reason a user can act on."""
+
+    reason: str
+    record: str
+    """The record as JSON text (or its repr when it cannot be encoded)."""
 
 
 @dataclass(slots=True)
@@ -76,9 +104,38 @@ class Store(Protocol):
 
     def load_state(self, key: StateKey) -> State | None: ...
 
-    def commit_page(self, table: TableSpec, rows: Sequence[Row], state: State) -> None:
-        """Upsert ``rows`` (newest wins) and save ``state``, atomically."""
+    def commit_page(
+        self,
+        table: TableSpec,
+        rows: Sequence[Row],
+        state: State,
+        *,
+        lease: Lease | None = None,
+        rejects: Sequence[Reject] = (),
+    ) -> None:
+        """Upsert ``rows`` (newest wins), quarantine ``rejects`` and save ``state``, atomically.
+
+        With ``lease``, the commit first proves the lease is still ours and extends
+        it; otherwise it raises :class:`~syncline.errors.LeaseLost` and writes nothing.
+        """
         ...
+
+    def acquire_lease(
+        self, key: StateKey, holder: str, ttl: float, *, take_over: str | None = None
+    ) -> Lease:
+        """Take the lease on ``key`` or raise :class:`~syncline.errors.LeaseHeld`.
+
+        ``take_over``: a holder known to be dead whose unexpired lease may be taken.
+        """
+        ...
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a lease still held, or raise :class:`~syncline.errors.LeaseLost`."""
+        ...
+
+    def release_lease(self, lease: Lease) -> None: ...
+
+    def count_rejects(self, key: StateKey, run_id: str | None = None) -> int: ...
 
     def save_state(self, state: State) -> None: ...
 

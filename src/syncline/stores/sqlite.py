@@ -8,20 +8,24 @@ splits a page from its checkpoint, because both are in one transaction.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
+import stat
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncline.errors import StoreError
+from syncline.errors import LeaseHeld, LeaseLost, StoreError
 from syncline.failpoints import failpoint
-from syncline.stores.base import Row, RunRecord, State, StateKey, TableSpec
+from syncline.stores.base import Lease, Reject, Row, RunRecord, State, StateKey, TableSpec
 
 __all__ = ["SQLiteStore", "quote_identifier"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _META_COLUMNS = ("_data", "_updated_at", "_synced_at")
 
 _SCHEMA = """
@@ -32,7 +36,18 @@ CREATE TABLE IF NOT EXISTS _syncline_state (
     run_id TEXT, status TEXT, error TEXT,
     records INTEGER NOT NULL DEFAULT 0, pages INTEGER NOT NULL DEFAULT 0,
     requests INTEGER NOT NULL DEFAULT 0, updated_at TEXT,
+    pass_restarts INTEGER NOT NULL DEFAULT 0, not_before TEXT,
     PRIMARY KEY (source, stream, partition)
+);
+CREATE TABLE IF NOT EXISTS _syncline_leases (
+    source TEXT NOT NULL, stream TEXT NOT NULL, partition TEXT NOT NULL,
+    holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (source, stream, partition)
+);
+CREATE TABLE IF NOT EXISTS _syncline_rejects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL, stream TEXT NOT NULL, partition TEXT NOT NULL,
+    run_id TEXT, reason TEXT NOT NULL, record TEXT NOT NULL, rejected_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS _syncline_runs (
     id TEXT PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL,
@@ -42,7 +57,15 @@ CREATE TABLE IF NOT EXISTS _syncline_runs (
 _STATE_COLUMNS = (
     "watermark", "cursor", "position", "pass_filter", "pass_max",
     "run_id", "status", "error", "records", "pages", "requests", "updated_at",
+    "pass_restarts", "not_before",
 )  # fmt: skip
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # version reached -> statements that bring the previous version there
+    2: (
+        "ALTER TABLE _syncline_state ADD COLUMN pass_restarts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE _syncline_state ADD COLUMN not_before TEXT",
+    ),
+}
 _JSON_STATE = frozenset({"watermark", "cursor", "position", "pass_filter", "pass_max"})
 
 
@@ -51,6 +74,38 @@ def quote_identifier(name: str) -> str:
     if "\x00" in name:
         raise StoreError(f"identifier {name!r} contains a NUL byte")
     return '"' + name.replace('"', '""') + '"'
+
+
+log = logging.getLogger("syncline")
+
+
+def _create_private(path: Path) -> None:
+    """A new store file is private to its owner (0600, in a 0700 directory we create).
+
+    The store holds the API's data and our checkpoints; other local users have
+    no business reading either. An existing world-readable file is reported.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if mode & stat.S_IROTH:
+            log.warning(
+                "store file %s is readable by every local user (mode %o); run chmod 600 on it",
+                path,
+                stat.S_IMODE(mode),
+            )
+        return
+    except OSError:
+        return  # let sqlite report the real problem with its own message
+    os.close(fd)
+
+
+def lease_now() -> float:
+    """Wall-clock seconds: leases are compared across processes, so not a monotonic clock."""
+    return time.time()
 
 
 def _now() -> str:
@@ -63,7 +118,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.path))
         self._lock = threading.Lock()
         self._upserts: dict[str, str] = {}
         try:
@@ -72,23 +127,48 @@ class SQLiteStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._check_schema_version()
+            self._db.execute("BEGIN IMMEDIATE")
+            version = self._schema_version()
+            if version is not None and version > SCHEMA_VERSION:
+                self._db.execute("ROLLBACK")
+                raise StoreError(
+                    f"{self.path} was written by a newer syncline (schema {version}); "
+                    "upgrade syncline"
+                )
+            # One transaction (SQLite DDL is transactional): a migration is all or nothing.
+            for target in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[target + 1]:
+                    self._db.execute(statement)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(
+                "INSERT OR REPLACE INTO _syncline_meta VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
+            self._rollback_quietly()
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from None
 
-    def _check_schema_version(self) -> None:
+    def _schema_version(self) -> int | None:
+        """The stored schema version; ``None`` for a new file."""
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_syncline_meta'"
+        ).fetchone()
+        if exists is None:
+            return None
         row = self._db.execute(
             "SELECT value FROM _syncline_meta WHERE key='schema_version'"
         ).fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO _syncline_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer syncline (schema {row[0]}); upgrade syncline"
-            )
+        return None if row is None else int(row[0])
+
+    def _rollback_quietly(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except (sqlite3.Error, AttributeError):
+            pass
 
     def ensure_table(self, table: TableSpec) -> None:
         columns = [*table.identity_columns, *_META_COLUMNS]
@@ -117,21 +197,129 @@ class SQLiteStore:
             f"OR excluded._updated_at >= {q(table.name)}._updated_at"
         )
 
-    def commit_page(self, table: TableSpec, rows: Sequence[Row], state: State) -> None:
+    def commit_page(
+        self,
+        table: TableSpec,
+        rows: Sequence[Row],
+        state: State,
+        *,
+        lease: Lease | None = None,
+        rejects: Sequence[Reject] = (),
+    ) -> None:
         synced_at = _now()
         sql = self._upserts[table.name]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                if lease is not None:
+                    self._extend(lease, lease.ttl)
                 if rows:
                     self._db.executemany(sql, [(*row, synced_at) for row in rows])
+                if rejects:
+                    key = state.key
+                    self._db.executemany(
+                        "INSERT INTO _syncline_rejects (source, stream, partition, run_id, "
+                        "reason, record, rejected_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (key.source, key.stream, key.partition, state.run_id, r.reason,
+                             r.record, synced_at)
+                            for r in rejects
+                        ],
+                    )  # fmt: skip
                 failpoint("store.rows_written")
                 self._write_state(state)
                 failpoint("store.before_commit")
                 self._db.execute("COMMIT")
+            except LeaseLost:
+                self._rollback()
+                raise
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreError(f"writing {table.name} to {self.path} failed: {exc}") from None
+
+    # -- leases ----------------------------------------------------------------
+
+    def acquire_lease(
+        self, key: StateKey, holder: str, ttl: float, *, take_over: str | None = None
+    ) -> Lease:
+        now = lease_now()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute(
+                    "SELECT holder, token, expires_at FROM _syncline_leases "
+                    "WHERE source = ? AND stream = ? AND partition = ?",
+                    (key.source, key.stream, key.partition),
+                ).fetchone()
+                if row is not None and row[0] not in (holder, take_over) and row[2] > now:
+                    self._rollback()
+                    raise LeaseHeld(
+                        f"{key.source}.{key.stream} {key.partition} is being synced by "
+                        f"{row[0]} (lease expires in {row[2] - now:.0f}s)",
+                        holder=row[0],
+                        expires_at=row[2],
+                    )
+                token = (row[1] if row is not None else 0) + 1
+                self._db.execute(
+                    "INSERT OR REPLACE INTO _syncline_leases VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.source, key.stream, key.partition, holder, token, now + ttl),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"taking a lease in {self.path} failed: {exc}") from None
+        return Lease(key, holder, token, now + ttl, ttl)
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                renewed = self._extend(lease, ttl)
+                self._db.execute("COMMIT")
+            except LeaseLost:
+                self._rollback()
+                raise
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"renewing a lease in {self.path} failed: {exc}") from None
+        return renewed
+
+    def _extend(self, lease: Lease, ttl: float) -> Lease:
+        """Inside a transaction: prove the fencing token is current, then push the expiry."""
+        key, expires = lease.key, lease_now() + ttl
+        changed = self._db.execute(
+            "UPDATE _syncline_leases SET expires_at = ? "
+            "WHERE source = ? AND stream = ? AND partition = ? AND token = ? AND holder = ?",
+            (expires, key.source, key.stream, key.partition, lease.token, lease.holder),
+        ).rowcount
+        if changed != 1:
+            raise LeaseLost(
+                f"{key.source}.{key.stream} {key.partition}: our lease expired and another "
+                "process took over; nothing was written (it will resume from its checkpoint)"
+            )
+        return Lease(key, lease.holder, lease.token, expires, ttl)
+
+    def release_lease(self, lease: Lease) -> None:
+        key = lease.key
+        with self._lock:
+            try:
+                # Expire rather than delete: fencing tokens must keep growing.
+                self._db.execute(
+                    "UPDATE _syncline_leases SET expires_at = 0 "
+                    "WHERE source = ? AND stream = ? AND partition = ? AND token = ?",
+                    (key.source, key.stream, key.partition, lease.token),
+                )
+            except sqlite3.Error as exc:
+                log.warning("could not release the lease on %s: %s", key.stream, exc)
+
+    def count_rejects(self, key: StateKey, run_id: str | None = None) -> int:
+        sql = "SELECT count(*) FROM _syncline_rejects WHERE source = ? AND stream = ? "
+        sql += "AND partition = ?"
+        args: tuple[str, ...] = (key.source, key.stream, key.partition)
+        if run_id is not None:
+            sql, args = sql + " AND run_id = ?", (*args, run_id)
+        with self._lock:
+            return int(self._db.execute(sql, args).fetchone()[0])
 
     def save_state(self, state: State) -> None:
         with self._lock:
