@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,17 +30,29 @@ __all__ = ["RecordShaper", "ShapedPage", "decode_body", "graphql_throttle_wait"]
 log = logging.getLogger("syncline")
 
 
+_LONG_NUMBER = re.compile(rb"(?:\d\.?){16,}")
+"""16+ digits in a row (a dot allowed): a number a double may not hold exactly, or an id."""
+
+
 def decode_body(content: bytes, content_type: str | None) -> Any:
-    """Parse a JSON body strictly; HTML login pages and truncated JSON are bad payloads."""
+    """Parse a JSON body strictly; HTML login pages and truncated JSON are bad payloads.
+
+    The fast parser turns integers beyond 64 bits into floats and refuses NaN,
+    1e400 and lone surrogates. Bodies that may hold such values take the exact
+    path: integers stay exact, decimals a double cannot hold keep their text,
+    NaN and Infinity are kept as text, and a record that still cannot be encoded
+    is quarantined alone, never the page.
+    """
     if content.startswith(b"\xef\xbb\xbf"):  # RFC 8259 lets parsers ignore a UTF-8 BOM
         content = content[3:]
+    if _LONG_NUMBER.search(content) is None:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
-        if _lone_surrogates(content):
-            # Valid JSON that orjson refuses (\ud800 escapes): read it slowly; the
-            # records holding such strings are quarantined one by one, not the page.
-            return json.loads(content)
+        return json.loads(content, parse_float=_exact_float, parse_constant=str)
+    except (ValueError, RecursionError) as exc:
         kind = "an HTML page" if content.lstrip()[:1] == b"<" else "malformed JSON"
         shown = f" (Content-Type {content_type})" if content_type else ""
         raise BadPayload(
@@ -45,14 +60,20 @@ def decode_body(content: bytes, content_type: str | None) -> Any:
         ) from None
 
 
-def _lone_surrogates(content: bytes) -> bool:
-    if b"\\ud" not in content.lower():
-        return False
+def _exact_float(text: str) -> float | str:
+    """A float when its shortest form is the same number; else the literal text (no rounding)."""
+    value = float(text)
+    if math.isfinite(value) and Decimal(repr(value)) == Decimal(text):
+        return value
+    return text
+
+
+def dumps_record(record: Any) -> str:
+    """The record as JSON text: orjson, or the exact path for what it cannot encode."""
     try:
-        json.loads(content)
-    except ValueError:
-        return False
-    return True
+        return orjson.dumps(record).decode()
+    except TypeError:  # ints beyond 64 bits, lone surrogates
+        return json.dumps(record, ensure_ascii=True, allow_nan=False)
 
 
 def graphql_throttle_wait(body: dict[str, Any]) -> float | None:
@@ -125,8 +146,8 @@ class RecordShaper:
         for index, record in enumerate(records):
             try:
                 key = self._key(index, record)
-                data = orjson.dumps(record).decode()
-            except (BadPayload, TypeError) as exc:
+                data = dumps_record(record)
+            except (BadPayload, TypeError, ValueError) as exc:
                 reason = str(exc) if isinstance(exc, BadPayload) else f"record {index}: {exc}"
                 if not self.quarantine:
                     raise BadPayload(reason) from None
@@ -160,6 +181,10 @@ class RecordShaper:
                 raise BadPayload(f"record {index} has no primary key {name!r}")
             if isinstance(value, dict | list):
                 value = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+            elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+                value = str(value)  # beyond SQLite's INTEGER: keep every digit as text
+            elif isinstance(value, str) and not _encodable(value):
+                raise BadPayload(f"record {index} has a primary key {name!r} that is not UTF-8")
             key.append(value)
         return key
 
@@ -176,3 +201,11 @@ def _newer(candidate: Comparable, current: Comparable) -> bool:
         return candidate > current  # type: ignore[operator]
     except TypeError:  # a number against text: keep the first kind seen
         return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
