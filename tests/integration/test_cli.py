@@ -216,3 +216,27 @@ def test_partition_key_typo_is_a_usage_error(project: Path) -> None:
     assert done.returncode == 2
     assert "no partition key shrad" in done.stderr
     assert "['shard']" in done.stderr
+
+
+def test_config_show_masks_every_secret_and_literal_secrets_are_warned(tmp_path: Path) -> None:
+    (tmp_path / "syncline.yaml").write_text(
+        """\
+store: sqlite:///store.db
+sources:
+  api:
+    base_url: https://api.example.test
+    auth: {type: bearer, token: tok-LITERAL-4242}
+    headers: {X-Api-Key: key-LITERAL-777, Accept: application/json}
+    streams:
+      items: {path: /items, primary_key: id, params: {access_token: "${QTOKEN}"}}
+"""
+    )
+    shown = syncline("config", "show", cwd=tmp_path, env={"QTOKEN": "q-ENV-31337"})
+    assert shown.returncode == 0, shown.stderr
+    for secret in ("tok-LITERAL-4242", "key-LITERAL-777", "q-ENV-31337"):
+        assert secret not in shown.stdout + shown.stderr
+    assert "token: '***'" in shown.stdout
+    assert "X-Api-Key: '***'" in shown.stdout
+    assert "Accept: application/json" in shown.stdout
+    assert "sources.api.auth.token holds a secret written in the file" in shown.stderr
+    assert "sources.api.headers.X-Api-Key holds a secret written in the file" in shown.stderr
