@@ -79,12 +79,15 @@ def iter_records(
     try:
         for job in jobs:
             redactor = Redactor(secrets_of(job.source))
-            client = HttpClient(job.source, redactor=redactor, transport=transport)
+            client = HttpClient(
+                job.source, redactor=redactor, transport=transport, base_dir=cfg.base_dir
+            )
             paginator = make_paginator(job.stream.paginate)
             state = State(job.state_key)
             start_pass(job.stream, paginator, state, full_refresh=True)
             assert state.position is not None
-            pages = walk_pages(job, client, paginator, RecordShaper(job.stream), state.position)
+            shaper = RecordShaper(job.stream, job.source)
+            pages = walk_pages(job, client, paginator, shaper, state.position)
             try:
                 while True:
                     try:

@@ -20,6 +20,7 @@ from rich.table import Table
 from syncline.config import Config, load_config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
 from syncline.errors import ConfigError, StoreError, SynclineError
+from syncline.http import secrets_of
 from syncline.logs import configure_logging, install_redaction
 from syncline.plan import Job, plan_jobs
 from syncline.progress import BarsListener, LogLinesListener
@@ -286,7 +287,8 @@ def config_group() -> None:
 def config_show(config_path: Path) -> None:
     """Print the config as syncline reads it (defaults filled in, every secret masked)."""
     config = _load(config_path)
-    click.echo(render_config(config), nl=False)
+    secrets = [s for source in config.sources.values() for s in secrets_of(source)]
+    click.echo(render_config(config, secrets), nl=False)
 
 
 @cli.command()

@@ -252,6 +252,8 @@ async def _sync_passes(
             else:
                 _warn_if_behind(job, state)
                 finish_pass(job.stream, paginator, state, fetched.position, fetched.page)
+                if isinstance(state.cursor, str):
+                    state.cursor = client.scrub_url(state.cursor)
                 state.pass_restarts = 0
                 state.status = "ok"
             state.records += len(shaped.rows)
@@ -377,7 +379,9 @@ async def run_sync(
         }
         for name in clients:
             if not config.sources[name].verify_tls:
-                log.warning(
+                # Shown whatever the log level: this must never be silent.
+                log.log(
+                    max(logging.WARNING, log.getEffectiveLevel()),
                     "source %s: TLS certificate verification is OFF (verify: false); "
                     "anyone on the network path can read and change this sync",
                     name,

@@ -16,6 +16,7 @@ the class of problem it knows how to handle::
     │       ├── BadPayload          not JSON, missing records path, GraphQL errors
     │       ├── PaginationLoop      the server repeated a cursor/URL, or max_pages hit
     │       ├── UnsafeNextLink      a next link or redirect leaves the API's origin
+    │       ├── CertificateError    the server's TLS certificate is not trusted
     │       └── SyncTokenExpired    the server no longer accepts our sync token (410)
     └── StoreError                  the local store refused a write
         ├── LeaseHeld               another process is syncing this (stream, partition)
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 __all__ = [
     "AuthError",
     "BadPayload",
+    "CertificateError",
     "ClientError",
     "ConfigError",
     "LeaseHeld",
@@ -170,6 +172,10 @@ class PaginationLoop(PermanentError):
 
 class UnsafeNextLink(PermanentError):
     """A next link points outside the API's origin; following it could leak credentials."""
+
+
+class CertificateError(PermanentError):
+    """TLS verification failed: retrying cannot help, trusting the right CA can."""
 
 
 class SyncTokenExpired(PermanentError):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 import stamina
@@ -33,6 +33,7 @@ from syncline.config.strategies import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2
 from syncline.errors import (
     AuthError,
     BadPayload,
+    CertificateError,
     ClientError,
     ConfigError,
     NetworkError,
@@ -96,6 +97,9 @@ def secrets_of(source: SourceConfig) -> list[str]:
             found += [password, base64.b64encode(pair).decode()]
         case OAuth2Auth():
             found += [s.get_secret_value() for s in (auth.client_secret, auth.refresh_token) if s]
+    userinfo_password = urlsplit(source.base_url).password
+    if userinfo_password:
+        found.append(userinfo_password)
     maps: list[Mapping[str, object]] = [source.headers]
     for stream in source.streams.values():
         maps += [stream.headers, stream.params]
@@ -128,8 +132,10 @@ class HttpClient:
         self._allowed = frozenset(source.allowed_hosts)
         self._auth_headers, self._auth_params = _credentials(source)
         verify = _tls_setting(source, base_dir)
+        # The source's headers may carry keys: they go only where credentials go.
+        self._source_headers = dict(source.headers)
         self._client = httpx.AsyncClient(
-            headers={"User-Agent": "syncline", **source.headers},
+            headers={"User-Agent": "syncline"},
             timeout=source.timeout,
             verify=verify,
             follow_redirects=False,
@@ -200,6 +206,21 @@ class HttpClient:
             raise UnsafeNextLink(
                 f"refused to follow a link to {shown}: {problem}; no request was sent"
             )
+
+    def scrub_url(self, url: str) -> str:
+        """``url`` without our own API-key parameter, as a server may echo it in next links.
+
+        Positions and cursors are stored; a key inside them would be a secret at rest.
+        """
+        if not self._auth_params or "?" not in url:
+            return url
+        parts = urlsplit(url)
+        kept = [
+            (name, value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            if name not in self._auth_params
+        ]
+        return urlunsplit(parts._replace(query=urlencode(kept)))
 
     def _sends_credentials(self, url: str) -> bool:
         scheme, host, port = origin_of(url)
@@ -273,12 +294,20 @@ class HttpClient:
         self, spec: RequestSpec, url: str, method: str, body: object, *, after_401: bool = False
     ) -> Response:
         credentials = self._sends_credentials(url)
-        headers = {**spec.headers, **self._auth_headers} if credentials else dict(spec.headers)
+        if credentials:
+            headers = {**self._source_headers, **spec.headers, **self._auth_headers}
+        else:
+            headers = {k: v for k, v in spec.headers.items() if not is_secret_name(k)}
         if credentials and self._oauth is not None:
             headers.update(await self._oauth_header(after_401))
         params = _stringify(spec.params) if url == spec.url else {}
-        if credentials and self._auth_params and not spec.follows_link:
-            params = {**params, **self._auth_params}
+        if credentials and self._auth_params:
+            # Links are stored without our key (scrub_url) and get it back here. httpx
+            # replaces a URL's query with ``params``, so a link's own query joins them.
+            url = self.scrub_url(url)
+            params = {**dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)), **params}
+            params.update(self._auth_params)
+            url = urlunsplit(urlsplit(url)._replace(query=""))
         self.requests_sent += 1
         started = time.perf_counter()
         request = self._client.build_request(
@@ -290,6 +319,16 @@ class HttpClient:
                 content = await self._read_capped(reply, spec)
             finally:
                 await reply.aclose()
+        except httpx.ConnectError as exc:
+            if _certificate_refused(exc):
+                raise CertificateError(
+                    f"TLS certificate verification failed: {self.redactor.text(str(exc))} "
+                    "(trust a private CA with 'ca_bundle: path/to/ca.pem')",
+                    request=self.summary(spec),
+                ) from None
+            raise NetworkError(
+                f"ConnectError: {self.redactor.text(str(exc))}", request=self.summary(spec)
+            ) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             name = type(exc).__name__
             raise NetworkError(
@@ -359,6 +398,17 @@ class HttpClient:
                 request=summary,
             )
         return ClientError("request rejected", request=summary)
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 def _tls_setting(source: SourceConfig, base_dir: Path | None) -> ssl.SSLContext | bool:

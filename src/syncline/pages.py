@@ -82,7 +82,13 @@ async def walk_pages(
         assert parsed is not None
         page, records = parsed
         try:
-            next_position = paginator.advance(current, page)
+            next_position = _scrubbed(client, paginator.advance(current, page))
+            if next_position is not None:
+                following = paginator.apply(next_position, base)
+                if following.follows_link:
+                    # Refuse before this page commits: a bad link must not become the
+                    # checkpoint, or every later run would resume into the same refusal.
+                    client.check_target(following.url)
         except SourceError as exc:
             if exc.request is None:
                 exc.request = client.summary(request, response.status)
@@ -96,3 +102,10 @@ async def walk_pages(
                 request=client.summary(request, response.status),
             )
         current = next_position
+
+
+def _scrubbed(client: HttpClient, position: Position | None) -> Position | None:
+    """A link position without our API key in it: positions are stored."""
+    if position is None or not isinstance(position.get("url"), str):
+        return position
+    return {**position, "url": client.scrub_url(position["url"])}

@@ -23,6 +23,8 @@ def render_config(config: Config, secrets: list[str] | None = None) -> str:
     data = config.model_dump(mode="json", exclude={"base_dir", "file"})
     redactor = Redactor(secrets or [])
     data["store"] = _mask_password(data["store"])
+    for source in data["sources"].values():
+        source["base_url"] = _mask_password(source["base_url"])
     return yaml.safe_dump(_mask(data, redactor, ()), sort_keys=False, allow_unicode=True)
 
 
