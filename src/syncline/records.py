@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -30,8 +29,15 @@ __all__ = ["RecordShaper", "ShapedPage", "decode_body", "graphql_throttle_wait"]
 log = logging.getLogger("syncline")
 
 
-_LONG_NUMBER = re.compile(rb"(?:\d\.?){16,}")
-"""16+ digits in a row (a dot allowed): a number a double may not hold exactly, or an id."""
+_DIGITS_AS_ZERO = bytes(0x30 if chr(i) in "0123456789." else 0x20 for i in range(256))
+_LONG_RUN = b"0" * 16
+"""16 digits or dots in a row: a number a double may not hold exactly (or just a long id)."""
+
+
+def _may_hold_long_numbers(content: bytes) -> bool:
+    # translate + substring search run at C speed (~0.5 ms per 500 kB, a quarter of
+    # parsing it); a regex over digit classes was 30 times slower.
+    return _LONG_RUN in content.translate(_DIGITS_AS_ZERO)
 
 
 def decode_body(content: bytes, content_type: str | None) -> Any:
@@ -45,7 +51,7 @@ def decode_body(content: bytes, content_type: str | None) -> Any:
     """
     if content.startswith(b"\xef\xbb\xbf"):  # RFC 8259 lets parsers ignore a UTF-8 BOM
         content = content[3:]
-    if _LONG_NUMBER.search(content) is None:
+    if not _may_hold_long_numbers(content):
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
