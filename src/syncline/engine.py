@@ -183,14 +183,14 @@ async def run_job(
         result.not_before = _stamp(datetime.now(UTC) + timedelta(seconds=wait))
         result.status = "deferred"
         result.error = f"rate limited; deferred until {result.not_before}: {exc}"
-        result.requests = counter.sent
-        await _record_outcome(store, job, options.run_id, result)
+        uncommitted, result.requests = counter.sent - result.requests, counter.sent
+        await _record_outcome(store, job, options.run_id, result, uncommitted)
     except SynclineError as exc:
         if isinstance(exc, SourceError):
             exc.located(stream=job.stream_name, partition=job.partition_label)
         result.status, result.error = "failed", str(exc)
-        result.requests = counter.sent
-        await _record_outcome(store, job, options.run_id, result)
+        uncommitted, result.requests = counter.sent - result.requests, counter.sent
+        await _record_outcome(store, job, options.run_id, result, uncommitted)
     listener.job_finished(job, result)
     return result
 
@@ -223,8 +223,12 @@ async def _sync_passes(
     committed.not_before = None
     if options.full_refresh or committed.position is None:
         start_pass(job.stream, paginator, committed, full_refresh=options.full_refresh)
-        committed.pass_restarts = 0
+        committed.pass_restarts, committed.pass_drift = 0, False
+        committed.pass_started = _now()
         _warn_if_future(job, committed)
+    # Positional listings (pages, offsets) sorted by modification time shift when a
+    # record we already read is updated and moves to the end: watch for that.
+    watch_moves = isinstance(paginator, DriftAware) and job.stream.updated_at is not None
     while committed.position is not None:
         pages = walk_pages(
             job,
@@ -244,13 +248,21 @@ async def _sync_passes(
                 committed, run_id=options.run_id, status="running", error=None
             )
             state.pass_max = merge_newest(state.pass_max, shaped.newest)
+            if watch_moves and state.pass_started and shaped.rows and not state.pass_drift:
+                moved = await asyncio.to_thread(
+                    store.count_moved, table, shaped.rows, state.pass_started
+                )
+                state.pass_drift = moved > 0
             if fetched.next_position is not None:
                 state.position = fetched.next_position
             elif _restart_for_drift(job, paginator, fetched, state):
                 state.position = paginator.start()
                 state.pass_restarts += 1
+                state.pass_drift, state.pass_started = False, _now()
             else:
                 _warn_if_behind(job, state)
+                if state.pass_drift or _drifted(paginator, fetched):
+                    state.pass_max = None  # keep the watermark: the next run reads this again
                 finish_pass(job.stream, paginator, state, fetched.position, fetched.page)
                 if isinstance(state.cursor, str):
                     state.cursor = client.scrub_url(state.cursor)
@@ -274,21 +286,23 @@ async def _sync_passes(
 
 
 def _restart_for_drift(job: Job, paginator: Paginator, fetched: FetchedPage, state: State) -> bool:
-    """An offset listing whose total changed mid-pass may have shifted records past us."""
-    if not isinstance(paginator, DriftAware) or not paginator.drifted(
-        fetched.position, fetched.page
-    ):
+    """A positional listing that changed mid-pass may have shifted records past us."""
+    if not (state.pass_drift or _drifted(paginator, fetched)):
         return False
     if state.pass_restarts >= MAX_DRIFT_RESTARTS:
         log.warning(
-            "%s: the listing kept changing during %d passes; some records may only "
-            "arrive on the next run",
+            "%s: the listing kept changing during %d passes; the watermark stays where it "
+            "was so the next run reads these records again",
             job.label,
             state.pass_restarts + 1,
         )
         return False
     log.info("%s: the listing changed while paging; reading it again", job.label)
     return True
+
+
+def _drifted(paginator: Paginator, fetched: FetchedPage) -> bool:
+    return isinstance(paginator, DriftAware) and paginator.drifted(fetched.position, fetched.page)
 
 
 def _warn_if_future(job: Job, state: State) -> None:
@@ -324,13 +338,19 @@ def _warn_if_behind(job: Job, state: State) -> None:
         )
 
 
-async def _record_outcome(store: Store, job: Job, run_id: str, result: JobResult) -> None:
-    """Note a failure or deferral on the last committed checkpoint, leaving its position alone."""
+async def _record_outcome(
+    store: Store, job: Job, run_id: str, result: JobResult, uncommitted_requests: int
+) -> None:
+    """Note a failure or deferral on the last committed checkpoint, leaving its position alone.
+
+    ``uncommitted_requests``: requests sent since the last commit (the committed
+    pages already counted theirs).
+    """
     try:
         state = await asyncio.to_thread(store.load_state, job.state_key) or State(job.state_key)
         state.run_id, state.status, state.error = run_id, result.status, result.error
         state.not_before = result.not_before
-        state.requests += result.requests
+        state.requests += uncommitted_requests
         await asyncio.to_thread(store.save_state, state)
     except StoreError:
         pass  # the store is what failed; the job result already says so

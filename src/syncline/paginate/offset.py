@@ -40,7 +40,11 @@ class OffsetPaginator:
         count = page.record_count
         if count == 0:
             return None
-        offset = int(position["offset"]) + count
+        # At most the size asked for: a page padded with a repeat of the previous page's
+        # last record must not push us past a record we have not seen.
+        offset = int(position["offset"]) + (
+            min(count, self.config.size) if self.config.size else count
+        )
         reported = self._reported_total(page)
         total = reported
         if total is None and position.get("total") is not None:

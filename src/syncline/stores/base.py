@@ -55,6 +55,10 @@ class State:
     """How many times the open pass was restarted because the listing shifted under it."""
     not_before: str | None = None
     """UTC time before which the job must not call the API again (a long Retry-After)."""
+    pass_started: str | None = None
+    """When the open pass started (our clock), to recognise rows it already stored."""
+    pass_drift: bool = False
+    """Records moved in the listing during the open pass: it must be read again."""
     run_id: str | None = None
     status: str | None = None
     error: str | None = None
@@ -118,6 +122,10 @@ class Store(Protocol):
         With ``lease``, the commit first proves the lease is still ours and extends
         it; otherwise it raises :class:`~syncline.errors.LeaseLost` and writes nothing.
         """
+        ...
+
+    def count_moved(self, table: TableSpec, rows: Sequence[Row], since: str) -> int:
+        """How many of ``rows`` this pass already stored with an older modification value."""
         ...
 
     def acquire_lease(

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS _syncline_state (
     records INTEGER NOT NULL DEFAULT 0, pages INTEGER NOT NULL DEFAULT 0,
     requests INTEGER NOT NULL DEFAULT 0, updated_at TEXT,
     pass_restarts INTEGER NOT NULL DEFAULT 0, not_before TEXT,
+    pass_started TEXT, pass_drift INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (source, stream, partition)
 );
 CREATE TABLE IF NOT EXISTS _syncline_leases (
@@ -57,13 +58,15 @@ CREATE TABLE IF NOT EXISTS _syncline_runs (
 _STATE_COLUMNS = (
     "watermark", "cursor", "position", "pass_filter", "pass_max",
     "run_id", "status", "error", "records", "pages", "requests", "updated_at",
-    "pass_restarts", "not_before",
+    "pass_restarts", "not_before", "pass_started", "pass_drift",
 )  # fmt: skip
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # version reached -> statements that bring the previous version there
     2: (
         "ALTER TABLE _syncline_state ADD COLUMN pass_restarts INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE _syncline_state ADD COLUMN not_before TEXT",
+        "ALTER TABLE _syncline_state ADD COLUMN pass_started TEXT",
+        "ALTER TABLE _syncline_state ADD COLUMN pass_drift INTEGER NOT NULL DEFAULT 0",
     ),
 }
 _JSON_STATE = frozenset({"watermark", "cursor", "position", "pass_filter", "pass_max"})
@@ -237,6 +240,29 @@ class SQLiteStore:
                 self._rollback()
                 raise StoreError(f"writing {table.name} to {self.path} failed: {exc}") from None
 
+    def count_moved(self, table: TableSpec, rows: Sequence[Row], since: str) -> int:
+        """Rows of ``rows`` already stored by this pass (synced at or after ``since``) with
+        an older modification value: records that moved while we were paging."""
+        identity = table.identity_columns
+        width = len(identity)
+        q = quote_identifier
+        join = " AND ".join(f"t.{q(c)} = page.c{i}" for i, c in enumerate(identity))
+        names = ", ".join(f"c{i}" for i in range(width))
+        moved = 0
+        candidates = [(*row[:width], row[-1]) for row in rows if row[-1] is not None]
+        with self._lock:
+            for start in range(0, len(candidates), 500):
+                chunk = candidates[start : start + 500]
+                values = ", ".join("(" + ", ".join("?" * (width + 1)) + ")" for _ in chunk)
+                sql = (
+                    f"WITH page({names}, u) AS (VALUES {values}) "
+                    f"SELECT count(*) FROM page JOIN {q(table.name)} AS t ON {join} "
+                    "WHERE t._synced_at >= ? AND t._updated_at < page.u"
+                )
+                args = [value for row in chunk for value in row] + [since]
+                moved += int(self._db.execute(sql, args).fetchone()[0])
+        return moved
+
     # -- leases ----------------------------------------------------------------
 
     def acquire_lease(
@@ -370,6 +396,7 @@ class SQLiteStore:
                     ) from None
             else:
                 fields[column] = stored
+        fields["pass_drift"] = bool(fields.get("pass_drift"))
         return State(key=key, **fields)
 
     def all_states(self) -> list[State]:
