@@ -1,8 +1,9 @@
 """The ``syncline`` command: a thin layer over the library (see :mod:`syncline.api`).
 
-Exit codes: 0 all succeeded; 1 some (stream, partition) failed; 2 config or
-usage error; 3 some jobs deferred (rate limited, nothing failed); 4 some jobs
-busy in another process; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
+Exit codes: 0 all succeeded (or paused on a spent call budget); 1 some (stream,
+partition) failed; 2 config or usage error; 3 some jobs deferred (rate limited,
+nothing failed); 4 some jobs busy in another process; 130 interrupted (SIGINT);
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from syncline.budget.report import quota_report
 from syncline.config import Config, load_config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
 from syncline.errors import ConfigError, StoreError, SynclineError
@@ -33,6 +35,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEFERRED, EXIT_BUSY = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 EXIT_BY_OUTCOME = {
     "ok": EXIT_OK,
+    "paused": EXIT_OK,  # a spent daily budget is a normal end: the next run continues
     "deferred": EXIT_DEFERRED,
     "busy": EXIT_BUSY,
     "failed": EXIT_FAILED,
@@ -166,6 +169,12 @@ def _print_summary(summary: SyncSummary) -> None:
         )
     if summary.rejected:
         click.echo("  rejected records are in the _syncline_rejects table, with the reason")
+    for scope, spent in summary.scopes().items():
+        if spent["rate_limited"] or spent["waited"]:
+            click.echo(
+                f"  budget {scope}: {spent['calls']:.0f} calls, {spent['rate_limited']:.0f} "
+                f"rate-limited answers, {spent['waited']:.1f}s waiting for permits"
+            )
 
 
 @cli.command()
@@ -275,6 +284,42 @@ def check(config_path: Path) -> None:
         f"ok: {config_path}: {len(config.sources)} source(s), {streams} stream(s), "
         f"{len(jobs)} (stream, partition) job(s); store {config.store}"
     )
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def quota(config_path: Path, as_json: bool) -> None:
+    """Show each call budget: declared windows (used, remaining, reserve) and server reports."""
+    config = _load(config_path)
+    store = _open(config)
+    try:
+        rows = quota_report(config, store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table("scope", "window", "limit", "used", "remaining", "reserve", "resets", "source")
+    for row in rows:
+        resets = row["reset_at"] or ""
+        if row["reset_at_local"]:
+            resets += f" ({row['reset_at_local']})"
+        table.add_row(
+            row["scope"],
+            row["window"],
+            _text(row["limit"]),
+            _text(row["used"]),
+            _text(row["remaining"]),
+            _text(row["reserve"]),
+            resets,
+            row["origin"],
+        )
+    Console().print(table)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 @cli.group(name="config")

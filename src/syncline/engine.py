@@ -19,9 +19,17 @@ from typing import Any, Protocol
 import httpx
 
 from syncline.backoff import Backoff
+from syncline.budget.permits import JobBudget, PriorityBoard, scope_windows
 from syncline.config import Config
 from syncline.config.strategies import WatermarkIncremental
-from syncline.errors import LeaseHeld, RateLimited, SourceError, StoreError, SynclineError
+from syncline.errors import (
+    LeaseHeld,
+    QuotaExhausted,
+    RateLimited,
+    SourceError,
+    StoreError,
+    SynclineError,
+)
 from syncline.failpoints import failpoint
 from syncline.http import HttpClient, RequestCounter, secrets_of
 from syncline.incremental import finish_pass, merge_newest, start_pass
@@ -31,7 +39,7 @@ from syncline.paginate import DriftAware, Paginator, make_paginator
 from syncline.plan import Job, plan_jobs
 from syncline.records import RecordShaper
 from syncline.redact import Redactor
-from syncline.stores import Lease, RunRecord, State, Store, open_store
+from syncline.stores import Lease, RunRecord, State, Store, WindowSpec, open_store
 from syncline.timestamps import parse_iso
 
 log = logging.getLogger("syncline")
@@ -48,16 +56,23 @@ class JobResult:
     requests: int = 0
     pages: int = 0
     status: str = "ok"
-    """``ok``, ``failed``, ``deferred`` (rate limited until ``not_before``) or ``busy``."""
+    """``ok``, ``paused`` (budget spent until ``not_before``), ``deferred`` (rate limited
+    until ``not_before``), ``busy`` or ``failed``."""
     error: str | None = None
     rejected: int = 0
     not_before: str | None = None
+    scope: str = ""
+    """The call-budget scope the job's requests were billed to."""
+    rate_limited: int = 0
+    """429s (and other "slow down" answers) received."""
+    waited: float = 0.0
+    """Seconds spent waiting for call permits."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-OUTCOMES = ("ok", "deferred", "busy", "failed")
+OUTCOMES = ("ok", "paused", "deferred", "busy", "failed")
 """Job statuses from best to worst; a run's outcome is its worst job's."""
 
 
@@ -69,7 +84,8 @@ class SyncSummary:
 
     @property
     def ok(self) -> bool:
-        return all(result.status == "ok" for result in self.streams)
+        """Nothing failed, was deferred or busy (a job paused on its budget is fine)."""
+        return all(result.status in ("ok", "paused") for result in self.streams)
 
     @property
     def outcome(self) -> str:
@@ -88,6 +104,16 @@ class SyncSummary:
     def rejected(self) -> int:
         return sum(result.rejected for result in self.streams)
 
+    def scopes(self) -> dict[str, dict[str, float]]:
+        """Calls spent, 429s received and seconds waited, per budget scope."""
+        totals: dict[str, dict[str, float]] = {}
+        for result in self.streams:
+            scope = totals.setdefault(result.scope, {"calls": 0, "rate_limited": 0, "waited": 0.0})
+            scope["calls"] += result.requests
+            scope["rate_limited"] += result.rate_limited
+            scope["waited"] = round(scope["waited"] + result.waited, 3)
+        return totals
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -97,6 +123,7 @@ class SyncSummary:
             "records": self.records,
             "requests": self.requests,
             "rejected": self.rejected,
+            "scopes": self.scopes(),
             "streams": [result.as_dict() for result in self.streams],
         }
 
@@ -154,11 +181,13 @@ async def run_job(
     full_refresh: bool = False,
     listener: ProgressListener | None = None,
     options: JobOptions | None = None,
+    budget: JobBudget | None = None,
 ) -> JobResult:
     """Sync one (stream, partition) under its lease: resume or start a pass, commit each page."""
     listener = listener or _Silent()
     options = options or JobOptions(run_id=run_id, full_refresh=full_refresh)
     result = JobResult(job.source_name, job.stream_name, job.partition_label)
+    result.scope = budget.scope if budget is not None else job.source_name
     listener.job_started(job)
     counter = RequestCounter()
     try:
@@ -173,10 +202,18 @@ async def run_job(
             # Re-read under the lease: the previous holder may have committed since.
             latest = await asyncio.to_thread(store.load_state, job.state_key)
             committed = latest if latest is not None else committed
+            if budget is not None:
+                await budget.start()
             await _sync_passes(job, client, store, committed, lease, options, counter, result,
-                               listener)  # fmt: skip
+                               listener, budget)  # fmt: skip
     except LeaseHeld as exc:
         result.status, result.error = "busy", str(exc)
+    except QuotaExhausted as exc:
+        result.not_before = _stamp(datetime.fromtimestamp(exc.resume_at, UTC))
+        result.status = "paused"
+        result.error = f"call budget of {exc.scope} spent; paused until {result.not_before}"
+        uncommitted, result.requests = counter.sent - result.requests, counter.sent
+        await _record_outcome(store, job, options.run_id, result, uncommitted)
     except RateLimited as exc:
         exc.located(stream=job.stream_name, partition=job.partition_label)
         wait = Backoff(job.source.retry).defer_for(exc) or 0.0
@@ -191,6 +228,9 @@ async def run_job(
         result.status, result.error = "failed", str(exc)
         uncommitted, result.requests = counter.sent - result.requests, counter.sent
         await _record_outcome(store, job, options.run_id, result, uncommitted)
+    result.rate_limited = counter.rate_limited
+    if budget is not None:
+        result.waited = round(budget.waited, 3)
     listener.job_finished(job, result)
     return result
 
@@ -199,8 +239,12 @@ def _deferred(state: State, options: JobOptions, result: JobResult) -> bool:
     """A job the server asked us to leave alone until ``not_before`` is not started."""
     if options.ignore_not_before or state.not_before is None or state.not_before <= _now():
         return False
-    result.status, result.not_before = "deferred", state.not_before
-    result.error = f"deferred until {state.not_before} (the server asked us to wait)"
+    if state.status == "paused":
+        result.status, result.not_before = "paused", state.not_before
+        result.error = f"paused until {state.not_before} (its call budget is spent)"
+    else:
+        result.status, result.not_before = "deferred", state.not_before
+        result.error = f"deferred until {state.not_before} (the server asked us to wait)"
     return True
 
 
@@ -214,6 +258,7 @@ async def _sync_passes(
     counter: RequestCounter,
     result: JobResult,
     listener: ProgressListener,
+    budget: JobBudget | None = None,
 ) -> None:
     paginator = make_paginator(job.stream.paginate)
     shaper = RecordShaper(job.stream, job.source)
@@ -239,6 +284,7 @@ async def _sync_passes(
             filter_param=mode.param if isinstance(mode, WatermarkIncremental) else None,
             filter_value=committed.pass_filter,
             counter=counter,
+            budget=budget,
         )
         async for fetched in pages:
             failpoint("engine.page_fetched")
@@ -356,6 +402,23 @@ async def _record_outcome(
         pass  # the store is what failed; the job result already says so
 
 
+def job_budget(job: Job, store: Store, board: PriorityBoard) -> JobBudget:
+    """The call budget a job draws from: its source's read windows, by scope."""
+    windows = [
+        (window.scope, WindowSpec(window.key, window.calls, window.per, window.reserve))
+        for window in job.source.limits
+        if window.operation in (None, "read")
+    ]
+    return JobBudget(
+        store=store,
+        scopes=scope_windows(job.source_name, job.partition_label, windows),
+        priority=job.stream.priority,
+        weight=job.stream.weight,
+        max_wait=job.source.retry.max_wait,
+        board=board,
+    )
+
+
 async def run_sync(
     config: Config,
     *,
@@ -414,6 +477,7 @@ async def run_sync(
             ignore_not_before=ignore_not_before,
         )
         limit = asyncio.Semaphore(max(1, concurrency))
+        board = PriorityBoard()
 
         async def one(job: Job) -> JobResult:
             async with limit:
@@ -424,6 +488,7 @@ async def run_sync(
                     run_id=summary.run_id,
                     listener=listener,
                     options=options,
+                    budget=job_budget(job, store, board),
                 )
 
         try:

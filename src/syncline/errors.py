@@ -18,6 +18,7 @@ the class of problem it knows how to handle::
     │       ├── UnsafeNextLink      a next link or redirect leaves the API's origin
     │       ├── CertificateError    the server's TLS certificate is not trusted
     │       └── SyncTokenExpired    the server no longer accepts our sync token (410)
+    ├── QuotaExhausted              a call budget is spent until its reset (the job pauses)
     └── StoreError                  the local store refused a write
         ├── LeaseHeld               another process is syncing this (stream, partition)
         └── LeaseLost               our lease expired and someone else took over
@@ -42,6 +43,7 @@ __all__ = [
     "NetworkError",
     "PaginationLoop",
     "PermanentError",
+    "QuotaExhausted",
     "RateLimited",
     "RequestSummary",
     "ServerError",
@@ -180,6 +182,18 @@ class CertificateError(PermanentError):
 
 class SyncTokenExpired(PermanentError):
     """The server rejected our stored sync token; only a full resync can recover."""
+
+
+class QuotaExhausted(SynclineError):
+    """A call budget of ``scope`` is spent until ``resume_at`` (epoch seconds).
+
+    Not a failure: the job pauses with its checkpoint and continues after the reset.
+    """
+
+    def __init__(self, message: str, *, scope: str, resume_at: float) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.resume_at = resume_at
 
 
 class StoreError(SynclineError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Protocol, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -49,7 +49,7 @@ from syncline.redact import Redactor, is_secret_name
 from syncline.request import RequestSpec
 from syncline.retry_after import parse_retry_after
 
-__all__ = ["HttpClient", "RequestCounter", "Response", "origin_of", "secrets_of"]
+__all__ = ["CallBudget", "HttpClient", "RequestCounter", "Response", "origin_of", "secrets_of"]
 
 SNIPPET = 300
 MAX_REDIRECTS = 5
@@ -62,6 +62,16 @@ class RequestCounter:
     """Requests one job sent, retries included (a job shares its source's client)."""
 
     sent: int = 0
+    rate_limited: int = 0
+    """Answers that said "slow down" (429, a rate-limit 403, GraphQL THROTTLED)."""
+
+
+class CallBudget(Protocol):
+    """What the HTTP layer asks of a job's budget (see :mod:`syncline.budget.permits`)."""
+
+    async def acquire(self) -> None: ...
+
+    async def observe(self, headers: Mapping[str, str]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +244,7 @@ class HttpClient:
         spec: RequestSpec,
         counter: RequestCounter | None = None,
         parse: Callable[[Response], _T] | None = None,
+        budget: CallBudget | None = None,
     ) -> tuple[Response, _T | None]:
         """Send with retries on transient failures; raise a classified, redacted error.
 
@@ -253,9 +264,16 @@ class HttpClient:
             on=wait_or_stop, attempts=None, timeout=None, wait_initial=0, wait_max=0
         ):
             with attempt:
+                if budget is not None:
+                    await budget.acquire()  # every attempt is a call the API bills
                 if counter is not None:
                     counter.sent += 1
-                response = await self._send_once(spec)
+                try:
+                    response = await self._send_once(spec, budget)
+                except RateLimited:
+                    if counter is not None:
+                        counter.rate_limited += 1
+                    raise
                 if parse is None:
                     return response, None
                 try:
@@ -267,7 +285,7 @@ class HttpClient:
                     raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
-    async def _send_once(self, spec: RequestSpec) -> Response:
+    async def _send_once(self, spec: RequestSpec, budget: CallBudget | None = None) -> Response:
         url, method, body = spec.url, spec.method, spec.json
         for _hop in range(MAX_REDIRECTS + 1):
             response = await self._exchange(spec, url, method, body)
@@ -275,6 +293,8 @@ class HttpClient:
                 # One refresh, one retry; a second 401 is an AuthError (no loop that burns
                 # the vendor's error quota).
                 response = await self._exchange(spec, url, method, body, after_401=True)
+            if budget is not None:
+                await budget.observe(response.headers)
             if not (300 <= response.status < 400 and self.source.follow_redirects):
                 break
             location = response.headers.get("location")

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from syncline.errors import ClientError, PaginationLoop, SourceError
-from syncline.http import HttpClient, RequestCounter, Response
+from syncline.http import CallBudget, HttpClient, RequestCounter, Response
 from syncline.paginate import Page, Paginator, Position
 from syncline.plan import Job
 from syncline.records import RecordShaper, decode_body
@@ -45,6 +45,7 @@ async def walk_pages(
     filter_param: str | None = None,
     filter_value: Any = None,
     counter: RequestCounter | None = None,
+    budget: CallBudget | None = None,
 ) -> AsyncGenerator[FetchedPage, None]:
     """Yield each page of the pass from ``position``; the caller commits before asking for more."""
     base = job.base_request()
@@ -70,7 +71,7 @@ async def walk_pages(
             return page, records
 
         try:
-            response, parsed = await client.fetch(request, counter, parse)
+            response, parsed = await client.fetch(request, counter, parse, budget)
         except ClientError as exc:
             status = exc.request.status if exc.request is not None else None
             if not (pages and status in job.source.end_on_status):

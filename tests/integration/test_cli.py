@@ -240,3 +240,35 @@ sources:
     assert "Accept: application/json" in shown.stdout
     assert "sources.api.auth.token holds a secret written in the file" in shown.stderr
     assert "sources.api.headers.X-Api-Key holds a secret written in the file" in shown.stderr
+
+
+def test_a_spent_budget_pauses_with_exit_0_and_quota_shows_it(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    stream = STYLES_BY_NAME["page_number_short_page"].stream(100)
+    config = {
+        "store": "sqlite:///store.db",
+        "sources": {
+            "sb": {
+                "base_url": sandbox.base_url,
+                "limits": [{"calls": 2, "per": "day", "reserve": 1, "name": "daily"}],
+                "streams": {"items": {**stream, "priority": "high"}},
+            }
+        },
+    }
+    (tmp_path / "syncline.yaml").write_text(json.dumps(config))
+    done = syncline("sync", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["outcome"] == "paused"
+    assert summary["requests"] == 2
+    assert sandbox.stats()["total"] == 2
+    status = json.loads(syncline("status", "--json", cwd=tmp_path).stdout)
+    assert status[0]["status"] == "paused"
+    assert status[0]["not_before"]
+    quota = syncline("quota", "--json", cwd=tmp_path)
+    assert quota.returncode == 0, quota.stderr
+    (row,) = json.loads(quota.stdout)
+    assert row["scope"] == "sb"
+    assert row["window"] == "daily"
+    assert (row["limit"], row["used"], row["remaining"], row["reserve"]) == (2, 2, 0, 1)

@@ -33,7 +33,14 @@ from syncline.config.strategies import (
 from syncline.durations import parse_duration
 from syncline.jpath import check_expression
 
-__all__ = ["Config", "GraphQLConfig", "RetryConfig", "SourceConfig", "StreamConfig"]
+__all__ = [
+    "Config",
+    "GraphQLConfig",
+    "LimitWindow",
+    "RetryConfig",
+    "SourceConfig",
+    "StreamConfig",
+]
 
 Scalar = str | int | float | bool
 Seconds = Annotated[float, BeforeValidator(lambda value: parse_duration(value).total_seconds())]
@@ -63,6 +70,33 @@ class GraphQLConfig(_Frozen):
         return self
 
 
+class LimitWindow(_Frozen):
+    """A call quota the API enforces: at most ``calls`` in any ``per`` (sliding).
+
+    Counting a window as sliding is safe against servers that count fixed
+    windows too: no fixed window can then see more than ``calls``.
+    """
+
+    calls: int = Field(gt=0)
+    per: Seconds = Field(gt=0)
+    reserve: int = Field(default=0, ge=0)
+    """Calls only ``priority: high`` work may spend (the seed's "keep 500 for later")."""
+    scope: Literal["source", "partition"] = "partition"
+    operation: Literal["read", "write"] | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _reserve_below_calls(self) -> LimitWindow:
+        if self.reserve >= self.calls:
+            raise ValueError(f"reserve ({self.reserve}) must be below calls ({self.calls})")
+        return self
+
+    @property
+    def key(self) -> str:
+        """A stable name for the ledger: changing the numbers starts a new count."""
+        return self.name or f"{self.calls}/{self.per:g}s"
+
+
 class StreamConfig(_Frozen):
     path: str = ""
     method: Literal["GET", "POST"] | None = None
@@ -79,6 +113,10 @@ class StreamConfig(_Frozen):
     table: str | None = None
     on_invalid_record: Literal["quarantine", "fail"] = "quarantine"
     """A record without a usable primary key goes to ``_syncline_rejects`` or fails the job."""
+    priority: Literal["high", "normal", "low"] = "normal"
+    """Who gets call permits first; only ``high`` may spend a limit's reserve."""
+    weight: int = Field(default=1, gt=0)
+    """Calls one request of this stream costs against the limits."""
 
     _check_records = field_validator("records", "updated_at")(check_expression)
 
@@ -170,6 +208,7 @@ class SourceConfig(_Frozen):
     end_on_status: list[int] = Field(default_factory=list)
     """Statuses that mean "past the last page" on a page after the first (e.g. 404)."""
     max_response_size: ByteSize = Field(default=ByteSize(256 * 1024 * 1024), gt=0)
+    limits: list[LimitWindow] = Field(default_factory=list)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     streams: dict[str, StreamConfig]
 

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from syncline.errors import ConfigError
-from syncline.stores.base import Lease, Reject, Row, RunRecord, State, StateKey, Store, TableSpec
+from syncline.stores.base import (
+    Lease,
+    Reject,
+    Row,
+    RunRecord,
+    State,
+    StateKey,
+    Store,
+    TableSpec,
+    WindowSpec,
+)
 from syncline.stores.sqlite import SQLiteStore
 
 __all__ = [
@@ -16,6 +26,7 @@ __all__ = [
     "StateKey",
     "Store",
     "TableSpec",
+    "WindowSpec",
     "open_store",
 ]
 

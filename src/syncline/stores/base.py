@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Lease", "Reject", "Row", "RunRecord", "State", "StateKey", "Store", "TableSpec"]
+if TYPE_CHECKING:
+    from syncline.budget.headers import ServerWindow
+
+__all__ = [
+    "Lease",
+    "Reject",
+    "Row",
+    "RunRecord",
+    "State",
+    "StateKey",
+    "Store",
+    "TableSpec",
+    "WindowSpec",
+]
 
 Row = tuple[Any, ...]
 """Partition values, primary-key values, then ``_data`` (JSON text) and ``_updated_at``."""
@@ -84,6 +97,16 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """A declared call window as the ledger counts it (see :mod:`syncline.budget`)."""
+
+    key: str
+    calls: int
+    per: float
+    reserve: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """A record quarantined instead of stored, with the reason a user can act on."""
 
@@ -127,6 +150,26 @@ class Store(Protocol):
     def count_moved(self, table: TableSpec, rows: Sequence[Row], since: str) -> int:
         """How many of ``rows`` this pass already stored with an older modification value."""
         ...
+
+    def take_permit(
+        self,
+        scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
+        weight: int,
+        spend_reserve: bool,
+    ) -> float:
+        """Record one permit of ``weight`` calls in every scope and return 0, or the seconds
+        until one is free in all of them.
+
+        Atomic across processes sharing the store; also honours what the server
+        last reported for ``scope`` (a spent window waits for its reset).
+        """
+        ...
+
+    def observe_server(self, scope: str, windows: Sequence[ServerWindow]) -> None: ...
+
+    def window_used(self, scope: str, window: WindowSpec) -> int: ...
+
+    def server_windows(self, scope: str | None = None) -> list[dict[str, Any]]: ...
 
     def acquire_lease(
         self, key: StateKey, holder: str, ttl: float, *, take_over: str | None = None

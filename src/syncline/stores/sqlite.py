@@ -19,9 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from syncline.budget.headers import ServerWindow
 from syncline.errors import LeaseHeld, LeaseLost, StoreError
 from syncline.failpoints import failpoint
-from syncline.stores.base import Lease, Reject, Row, RunRecord, State, StateKey, TableSpec
+from syncline.stores import sqlite_quota
+from syncline.stores.base import (
+    Lease,
+    Reject,
+    Row,
+    RunRecord,
+    State,
+    StateKey,
+    TableSpec,
+    WindowSpec,
+)
 
 __all__ = ["SQLiteStore", "quote_identifier"]
 
@@ -142,7 +153,7 @@ class SQLiteStore:
             for target in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[target + 1]:
                     self._db.execute(statement)
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + sqlite_quota.QUOTA_SCHEMA).split(";"):
                 if statement.strip():
                     self._db.execute(statement)
             self._db.execute(
@@ -262,6 +273,46 @@ class SQLiteStore:
                 args = [value for row in chunk for value in row] + [since]
                 moved += int(self._db.execute(sql, args).fetchone()[0])
         return moved
+
+    # -- call ledger -----------------------------------------------------------
+
+    def take_permit(
+        self,
+        scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
+        weight: int,
+        spend_reserve: bool,
+    ) -> float:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                wait = sqlite_quota.take_permit(
+                    self._db, scopes, weight, spend_reserve, lease_now()
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"updating the call ledger in {self.path} failed: {exc}") from None
+        return wait
+
+    def observe_server(self, scope: str, windows: Sequence[ServerWindow]) -> None:
+        if not windows:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                sqlite_quota.observe_server(self._db, scope, windows, lease_now())
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"updating the call ledger in {self.path} failed: {exc}") from None
+
+    def window_used(self, scope: str, window: WindowSpec) -> int:
+        with self._lock:
+            return sqlite_quota.window_used(self._db, scope, window, lease_now())
+
+    def server_windows(self, scope: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return sqlite_quota.server_windows(self._db, scope, lease_now())
 
     # -- leases ----------------------------------------------------------------
 

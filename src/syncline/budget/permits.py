@@ -1,0 +1,128 @@
+"""Spending calls like money: a permit before every request, from every window of its scope.
+
+The ledger (in the store) answers "may I, and if not, for how long must I
+wait"; this module decides what to do with the answer: wait, let a higher
+priority go first, or pause the job until the budget resets when the wait is
+longer than the policy allows. It also feeds the server's own numbers
+(rate-limit headers) back into the ledger, where they correct ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from syncline.budget.headers import read_server_windows
+from syncline.errors import QuotaExhausted
+from syncline.stores import Store, WindowSpec
+
+__all__ = ["PRIORITIES", "JobBudget", "PriorityBoard", "scope_windows"]
+
+PRIORITIES = {"high": 0, "normal": 1, "low": 2}
+YIELD_TO_HIGHER = 0.02
+"""Seconds a job waits while a more urgent job of its scope is waiting for a permit."""
+
+
+@dataclass
+class PriorityBoard:
+    """Who is waiting for a permit, per scope, in this process (higher priorities go first)."""
+
+    waiting: dict[str, Counter[int]] = field(default_factory=dict)
+
+    def more_urgent_waiting(self, scope: str, rank: int) -> bool:
+        counts = self.waiting.get(scope)
+        return counts is not None and any(n for r, n in counts.items() if r < rank)
+
+    def enter(self, scope: str, rank: int) -> None:
+        self.waiting.setdefault(scope, Counter())[rank] += 1
+
+    def leave(self, scope: str, rank: int) -> None:
+        self.waiting[scope][rank] -= 1
+
+
+def scope_windows(
+    source: str, partition_label: str, windows: Sequence[tuple[str, WindowSpec]]
+) -> list[tuple[str, list[WindowSpec]]]:
+    """The ledger scopes a job draws from: its partition's (always) and its source's (if any).
+
+    ``windows`` pairs each declared window with its ``scope`` setting. The
+    partition's scope comes first: it is where the server's reports are kept,
+    since vendors limit per tenant (one administration, one company).
+    """
+    by_partition = [w for scope, w in windows if scope == "partition"]
+    by_source = [w for scope, w in windows if scope == "source"]
+    if not partition_label:  # unpartitioned: the partition is the source
+        return [(source, by_partition + by_source)]
+    scopes = [(f"{source}[{partition_label}]", by_partition)]
+    if by_source:
+        scopes.append((source, by_source))
+    return scopes
+
+
+@dataclass
+class JobBudget:
+    """The permits of one (stream, partition) job."""
+
+    store: Store
+    scopes: list[tuple[str, list[WindowSpec]]]
+    priority: str
+    weight: int
+    max_wait: float
+    board: PriorityBoard
+    learned: bool = False
+    """The server has reported limits for this scope (then every request asks the ledger)."""
+    waited: float = 0.0
+    permits: int = 0
+
+    @property
+    def scope(self) -> str:
+        return self.scopes[0][0]
+
+    @property
+    def declared(self) -> bool:
+        return any(windows for _, windows in self.scopes)
+
+    async def start(self) -> None:
+        self.learned = bool(await asyncio.to_thread(self.store.server_windows, self.scope))
+
+    async def acquire(self) -> None:
+        """Take a permit, waiting as needed; raise :class:`QuotaExhausted` to pause the job."""
+        if not (self.declared or self.learned):
+            return
+        rank = PRIORITIES[self.priority]
+        spend_reserve = self.priority == "high"
+        while True:
+            if self.board.more_urgent_waiting(self.scope, rank):
+                await self._sleep(YIELD_TO_HIGHER, rank)
+                continue
+            wait = await asyncio.to_thread(
+                self.store.take_permit, self.scopes, self.weight, spend_reserve
+            )
+            if wait <= 0:
+                self.permits += 1
+                return
+            if wait > self.max_wait:
+                raise QuotaExhausted(
+                    f"the call budget of {self.scope} is spent for the next {wait:.0f}s",
+                    scope=self.scope,
+                    resume_at=time.time() + wait,
+                )
+            await self._sleep(wait, rank)
+
+    async def _sleep(self, seconds: float, rank: int) -> None:
+        self.board.enter(self.scope, rank)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.board.leave(self.scope, rank)
+        self.waited += seconds
+
+    async def observe(self, headers: Mapping[str, str]) -> None:
+        """Record what the server says about its limits (the strictest view wins at permit time)."""
+        windows = read_server_windows(headers, time.time())
+        if windows:
+            self.learned = True
+            await asyncio.to_thread(self.store.observe_server, self.scope, windows)

@@ -1,0 +1,164 @@
+"""The call ledger in SQLite: sliding windows in buckets, plus what the server last said.
+
+Why in the store: a daily budget spent by this morning's run is still spent
+this afternoon, and every process on the same store draws from one ledger.
+Each permit is one short write transaction, so two processes can never both
+take the last call of a window.
+
+A window of length ``per`` is kept as 60 buckets; a call counts until its
+whole bucket has left the window. That is conservative (a call may count up
+to ``per / 60`` longer than it must), never optimistic: no interval of length
+``per`` can hold more than ``calls`` permits.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from syncline.budget.headers import ServerWindow
+from syncline.stores.base import WindowSpec
+
+__all__ = ["QUOTA_SCHEMA", "observe_server", "server_windows", "take_permit", "window_used"]
+
+BUCKETS = 60
+
+QUOTA_SCHEMA = """
+CREATE TABLE IF NOT EXISTS _syncline_quota (
+    scope TEXT NOT NULL, window TEXT NOT NULL, bucket INTEGER NOT NULL,
+    used INTEGER NOT NULL, PRIMARY KEY (scope, window, bucket)
+);
+CREATE TABLE IF NOT EXISTS _syncline_quota_server (
+    scope TEXT NOT NULL, name TEXT NOT NULL, lim INTEGER, remaining INTEGER NOT NULL,
+    reset_at REAL, period REAL, observed_at REAL NOT NULL, PRIMARY KEY (scope, name)
+);
+"""
+
+
+def take_permit(
+    db: sqlite3.Connection,
+    scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
+    weight: int,
+    spend_reserve: bool,
+    now: float,
+) -> float:
+    """Inside a write transaction: record a permit in every scope and return 0, or return
+    the seconds to wait (nothing recorded: a permit is all scopes or none)."""
+    wait = 0.0
+    for scope, windows in scopes:
+        for window in windows:
+            wait = max(wait, _declared_wait(db, scope, window, weight, spend_reserve, now))
+        wait = max(wait, _server_wait(db, scope, weight, now))
+    if wait > 0:
+        return wait
+    for scope, windows in scopes:
+        for window in windows:
+            width = window.per / BUCKETS
+            db.execute(
+                "INSERT INTO _syncline_quota VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (scope, window, bucket) DO UPDATE SET used = used + excluded.used",
+                (scope, window.key, math.floor(now / width), weight),
+            )
+            db.execute(
+                "DELETE FROM _syncline_quota WHERE scope = ? AND window = ? AND bucket < ?",
+                (scope, window.key, math.floor((now - window.per) / width)),
+            )
+        db.execute(
+            "UPDATE _syncline_quota_server SET remaining = max(0, remaining - ?) "
+            "WHERE scope = ? AND (reset_at IS NULL OR reset_at > ?)",
+            (weight, scope, now),
+        )
+    return 0.0
+
+
+def _declared_wait(
+    db: sqlite3.Connection,
+    scope: str,
+    window: WindowSpec,
+    weight: int,
+    spend_reserve: bool,
+    now: float,
+) -> float:
+    width = window.per / BUCKETS
+    first = math.floor((now - window.per) / width)
+    buckets = db.execute(
+        "SELECT bucket, used FROM _syncline_quota WHERE scope = ? AND window = ? AND bucket >= ? "
+        "ORDER BY bucket",
+        (scope, window.key, first),
+    ).fetchall()
+    allowed = window.calls - (0 if spend_reserve else window.reserve)
+    used = sum(count for _, count in buckets)
+    if used + weight <= allowed:
+        return 0.0
+    if weight > allowed:
+        return window.per  # never possible at this priority: come back after a whole window
+    freed = 0
+    for bucket, count in buckets:
+        freed += count
+        if used - freed + weight <= allowed:
+            return max(float((bucket + 1) * width + window.per - now), width / 10)
+    return window.per
+
+
+def _server_wait(db: sqlite3.Connection, scope: str, weight: int, now: float) -> float:
+    """The server said a window is spent: wait for its reset (a little after, never before)."""
+    rows = db.execute(
+        "SELECT remaining, reset_at FROM _syncline_quota_server "
+        "WHERE scope = ? AND reset_at IS NOT NULL AND reset_at > ?",
+        (scope, now),
+    ).fetchall()
+    waits = [reset_at - now for remaining, reset_at in rows if remaining < weight]
+    return max(waits, default=0.0)
+
+
+def observe_server(
+    db: sqlite3.Connection, scope: str, windows: Sequence[ServerWindow], now: float
+) -> None:
+    """Inside a write transaction: the server's numbers replace our guesses for its windows."""
+    for window in windows:
+        reset_at = None if window.reset is None else now + window.reset
+        db.execute(
+            "INSERT OR REPLACE INTO _syncline_quota_server VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (scope, window.name, window.limit, window.remaining, reset_at, window.period, now),
+        )
+
+
+def window_used(db: sqlite3.Connection, scope: str, window: WindowSpec, now: float) -> int:
+    """Calls that still count against ``window`` at ``now``."""
+    width = window.per / BUCKETS
+    row = db.execute(
+        "SELECT coalesce(sum(used), 0) FROM _syncline_quota "
+        "WHERE scope = ? AND window = ? AND bucket >= ?",
+        (scope, window.key, math.floor((now - window.per) / width)),
+    ).fetchone()
+    return int(row[0])
+
+
+def server_windows(db: sqlite3.Connection, scope: str | None, now: float) -> list[dict[str, Any]]:
+    """What the server last reported per scope and window (a spent window shows its reset)."""
+    sql = (
+        "SELECT scope, name, lim, remaining, reset_at, period, observed_at "
+        "FROM _syncline_quota_server"
+    )
+    args: tuple[str, ...] = ()
+    if scope is not None:
+        sql, args = sql + " WHERE scope = ?", (scope,)
+    rows = []
+    for scope_, name, lim, remaining, reset_at, period, observed in db.execute(
+        sql + " ORDER BY scope, name", args
+    ).fetchall():
+        expired = reset_at is not None and reset_at <= now
+        rows.append(
+            {
+                "scope": scope_,
+                "name": name,
+                "limit": lim,
+                "remaining": lim if expired and lim is not None else remaining,
+                "reset_at": None if expired else reset_at,
+                "period": period,
+                "observed_at": observed,
+            }
+        )
+    return rows
