@@ -424,7 +424,7 @@ class HttpClient:
 
 
 def _reset_wait(value: str | None) -> float | None:
-    """Seconds until an ``X-RateLimit-Reset``: epoch seconds (GitHub) or a delta (others)."""
+    """Seconds until an ``X-RateLimit-Reset``: epoch ms (Exact), epoch seconds (GitHub), a delta."""
     if value is None:
         return None
     try:
@@ -433,6 +433,8 @@ def _reset_wait(value: str | None) -> float | None:
         return None
     if not math.isfinite(number) or number < 0:
         return None
+    if number > 1e12:  # epoch milliseconds (Exact Online)
+        return max(0.0, number / 1000 - time.time())
     if number > 1e9:  # an epoch timestamp, not a delta
         return max(0.0, number - time.time())
     return number

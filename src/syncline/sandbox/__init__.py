@@ -13,22 +13,28 @@ benchmarks (up to 1,000,000 generated records) and the demo run against.
 For reliability tests it can also misbehave on purpose (``/_admin/faults``:
 rate limits, 5xx, truncated bodies, dropped connections, broken pagination
 links, GraphQL errors) and act as an OAuth2 token endpoint with expiring access
-tokens and rotating refresh tokens (``/oauth/token``).
+tokens and rotating refresh tokens (``/oauth/token``).  To test and benchmark a
+client's call budgeting it can also enforce real per-tenant rate limits
+(``/_admin/limits``: sliding and fixed windows, 429 + ``Retry-After``, and
+``X-RateLimit-*``, Exact Online or IETF ``RateLimit`` headers).
 """
 
 from syncline.sandbox.app import create_app
 from syncline.sandbox.dataset import Dataset
 from syncline.sandbox.faults import FaultConfig, parse_fault_config
+from syncline.sandbox.limit_config import LimitsConfig, parse_limits_config
 from syncline.sandbox.oauth import OAuthSettings
 from syncline.sandbox.server import SandboxProcess, main, serve
 
 __all__ = [
     "Dataset",
     "FaultConfig",
+    "LimitsConfig",
     "OAuthSettings",
     "SandboxProcess",
     "create_app",
     "main",
     "parse_fault_config",
+    "parse_limits_config",
     "serve",
 ]

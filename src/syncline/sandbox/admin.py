@@ -5,35 +5,21 @@ separate process (real sockets, real event loop), so the only way for a test to
 mutate data or read request counts is to ask the server.  These endpoints never
 require the bearer token, are not counted in the stats and never get faults.
 The fault and OAuth endpoints are thin: the logic lives in :mod:`.faults` and
-:mod:`.oauth`.
+:mod:`.oauth`; the rate-limit endpoints live in :mod:`.limit_admin`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from syncline.sandbox.common import BadRequestError, json_response, sandbox_state
+from syncline.sandbox.common import BadRequestError, json_body, json_response, sandbox_state
 from syncline.sandbox.dataset import Dataset
 from syncline.sandbox.faults import parse_fault_config
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object body; an empty body counts as ``{}``."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequestError("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("body must be a JSON object")
-    return body
+from syncline.sandbox.limit_admin import limit_routes
 
 
 def _int_field(body: dict[str, Any], name: str, default: int) -> int:
@@ -48,12 +34,12 @@ def _int_field(body: dict[str, Any], name: str, default: int) -> int:
 async def reset(request: Request) -> Response:
     """Recreate the dataset (defaults: the server's launch settings), zero stats.
 
-    Also clears any fault configuration (including one given at launch) and,
-    with OAuth enabled, forgets every issued token and zeroes the OAuth counters,
-    so each test starts from a clean server.
+    Also clears any fault and rate-limit configuration (including ones given
+    at launch) and, with OAuth enabled, forgets every issued token and zeroes
+    the OAuth counters, so each test starts from a clean server.
     """
     state = sandbox_state(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     records = _int_field(body, "records", state.default_records)
     seed = _int_field(body, "seed", state.default_seed)
     if records < 0:
@@ -61,6 +47,7 @@ async def reset(request: Request) -> Response:
     state.dataset = Dataset(records, seed)
     state.stats.clear()
     state.faults.configure(None)
+    state.limits.configure(None)
     if state.oauth is not None:
         state.oauth.reset()
     return json_response({"records": records, "seed": seed})
@@ -68,7 +55,7 @@ async def reset(request: Request) -> Response:
 
 async def mutate(request: Request) -> Response:
     state = sandbox_state(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     try:
         result = state.dataset.mutate(
             update=_int_field(body, "update", 0),
@@ -85,12 +72,19 @@ async def records(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    """Request counts per data path; ``faults`` (injected per kind) only while configured."""
+    """Request counts per data path.
+
+    ``faults`` (injected per kind) and ``limits`` (``{tenant: {"allowed": n,
+    "rejected": n}}``) appear only while configured.  Rate-limited requests
+    passed the data gate, so they count in ``requests`` too.
+    """
     state = sandbox_state(request)
     counts = dict(sorted(state.stats.items()))
     body: dict[str, Any] = {"requests": counts, "total": sum(counts.values())}
     if state.faults.config is not None:
         body["faults"] = dict(sorted(state.faults.injected.items()))
+    if state.limits.config is not None:
+        body["limits"] = state.limits.counters()
     return json_response(body)
 
 
@@ -105,7 +99,7 @@ async def faults(request: Request) -> Response:
     if request.method == "DELETE":
         controller.configure(None)
     elif request.method == "POST":
-        body = await _json_body(request)
+        body = await json_body(request)
         controller.configure(parse_fault_config(body) if body else None)
     return json_response(controller.snapshot())
 
@@ -143,6 +137,7 @@ def admin_routes() -> list[Route]:
         Route("/_admin/stats", stats, methods=["GET"]),
         Route("/_admin/stats/reset", reset_stats, methods=["POST"]),
         Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),
+        *limit_routes(),
         Route("/_admin/oauth", oauth_stats, methods=["GET"]),
         Route("/_admin/oauth/refresh-token", oauth_refresh_token, methods=["POST"]),
         Route("/_admin/oauth/expire", oauth_expire, methods=["POST"]),

@@ -38,6 +38,9 @@ from syncline.sandbox.fault_middleware import FaultInjector
 from syncline.sandbox.faults import FaultConfig, FaultController
 from syncline.sandbox.gate import DataGate
 from syncline.sandbox.graphql_api import graphql_endpoint
+from syncline.sandbox.limit_config import LimitsConfig
+from syncline.sandbox.limit_middleware import RateLimitGate
+from syncline.sandbox.limiter import RateLimiter
 from syncline.sandbox.oauth import OAuthServer, OAuthSettings, token_endpoint
 
 
@@ -179,6 +182,7 @@ def create_app(
     *,
     oauth: OAuthSettings | None = None,
     faults: FaultConfig | None = None,
+    limits: LimitsConfig | None = None,
 ) -> Starlette:
     """Build the sandbox app around ``dataset`` (default: ``Dataset()``).
 
@@ -186,7 +190,9 @@ def create_app(
     ``/_admin/*`` never does, so tests can always drive the server.  ``oauth``
     mounts ``POST /oauth/token`` and lets issued access tokens through the gate
     too.  ``faults`` starts the app with that fault configuration (see
-    :mod:`.faults`); ``/_admin/faults`` changes it at run time.
+    :mod:`.faults`); ``/_admin/faults`` changes it at run time.  ``limits``
+    likewise starts it with per-tenant rate limits (see :mod:`.limiter`;
+    ``/_admin/limits`` at run time).
     """
     dataset = Dataset() if dataset is None else dataset
     state = SandboxState(
@@ -195,6 +201,7 @@ def create_app(
         dataset.seed,
         faults=FaultController(),
         oauth=None if oauth is None else OAuthServer(oauth),
+        limits=RateLimiter(limits),
     )
     state.faults.configure(faults)
     routes = [
@@ -213,9 +220,11 @@ def create_app(
         routes.append(Route("/oauth/token", token_endpoint, methods=["POST"]))
     app = Starlette(
         routes=routes,
-        # Outermost first: only requests the gate lets through (and counts) get faults.
+        # Outermost first: only requests the gate lets through (and counts) are
+        # rate-limited, and only those the limits allow get faults.
         middleware=[
             Middleware(DataGate, state=state, token=token),
+            Middleware(RateLimitGate, state=state),
             Middleware(FaultInjector, state=state),
         ],
         exception_handlers={BadRequestError: bad_request_handler},

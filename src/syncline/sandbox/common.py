@@ -21,6 +21,7 @@ from syncline.sandbox.dataset import Dataset
 if TYPE_CHECKING:
     # Type-only: both modules import this one, and neither is needed at runtime here.
     from syncline.sandbox.faults import FaultController
+    from syncline.sandbox.limiter import RateLimiter
     from syncline.sandbox.oauth import OAuthServer
 
 DEFAULT_PAGE_SIZE: Final = 100
@@ -57,6 +58,7 @@ class SandboxState:
     faults: FaultController = field(kw_only=True)
     oauth: OAuthServer | None = field(default=None, kw_only=True)
     """``None`` unless the app was created with OAuth settings."""
+    limits: RateLimiter = field(kw_only=True)
 
 
 class BadRequestError(Exception):
@@ -65,6 +67,20 @@ class BadRequestError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object body; an empty body counts as ``{}``."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequestError("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    return body
 
 
 def json_response(

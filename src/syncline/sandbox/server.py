@@ -33,6 +33,12 @@ from syncline.sandbox.common import BadRequestError
 from syncline.sandbox.dataset import Dataset
 from syncline.sandbox.faults import FaultConfig, parse_fault_config
 from syncline.sandbox.httpdate import DateHeader
+from syncline.sandbox.limit_config import (
+    HEADER_STYLES,
+    WINDOW_KINDS,
+    LimitsConfig,
+    parse_limits_config,
+)
 from syncline.sandbox.oauth import OAuthSettings
 
 READY_PREFIX = "syncline sandbox listening on "
@@ -80,12 +86,13 @@ def serve(
     *,
     oauth: OAuthSettings | None = None,
     faults: FaultConfig | None = None,
+    limits: LimitsConfig | None = None,
 ) -> None:
     """Serve the sandbox until SIGINT/SIGTERM (blocking); loopback only."""
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    app = create_app(Dataset(records, seed), token=token, oauth=oauth, faults=faults)
+    app = create_app(Dataset(records, seed), token=token, oauth=oauth, faults=faults, limits=limits)
     config = uvicorn.Config(
         DateHeader(app),  # the app owns Date, so faults can set it exactly
         loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
@@ -131,6 +138,40 @@ def _fault_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(exc.message)
 
 
+def _limit_window(parser: argparse.ArgumentParser, raw: str) -> dict[str, Any]:
+    """``CALLS/SECONDS[:sliding|fixed]``, e.g. ``10/1`` or ``5000/86400:fixed``."""
+    spec, _, kind = raw.partition(":")
+    calls, sep, per = spec.partition("/")
+    try:
+        window: dict[str, Any] = {"calls": int(calls), "per": float(per)}
+    except ValueError:
+        sep = ""
+    if not sep or (kind and kind not in WINDOW_KINDS):
+        parser.error(f"--limit must be CALLS/SECONDS[:sliding|fixed], got {raw!r}")
+    if kind:
+        window["kind"] = kind
+    return window
+
+
+def _limits_config(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> LimitsConfig | None:
+    """The launch limits from the ``--limit*`` flags."""
+    if not args.limit:
+        if args.limit_tenant_param is not None or args.limit_headers is not None:
+            parser.error("--limit-tenant-param and --limit-headers need --limit")
+        return None
+    body = {
+        "windows": [_limit_window(parser, raw) for raw in args.limit],
+        "tenant_param": args.limit_tenant_param,
+        "headers": args.limit_headers,
+    }
+    try:
+        return parse_limits_config(body)
+    except BadRequestError as exc:
+        parser.error(exc.message)
+
+
 def _oauth_settings(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> OAuthSettings | None:
@@ -166,6 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     oauth = parser.add_argument_group("OAuth2 token endpoint (POST /oauth/token)")
     oauth.add_argument("--oauth-client", metavar="ID:SECRET", help="enable OAuth for this client")
     oauth.add_argument("--oauth-ttl", type=float, metavar="SECONDS", help="access token lifetime")
+    limits = parser.add_argument_group("rate limits (see POST /_admin/limits for all options)")
+    limits.add_argument(
+        "--limit",
+        action="append",
+        metavar="CALLS/SECONDS[:sliding|fixed]",
+        help="a rate-limit window (repeatable; default kind sliding)",
+    )
+    limits.add_argument("--limit-tenant-param", metavar="NAME", help="query param naming tenant")
+    limits.add_argument(
+        "--limit-headers", choices=HEADER_STYLES, help="rate-limit headers on data responses"
+    )
     args = parser.parse_args(argv)
     serve(
         args.host,
@@ -175,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         args.token,
         oauth=_oauth_settings(parser, args),
         faults=_fault_config(parser, args),
+        limits=_limits_config(parser, args),
     )
     return 0
 
@@ -355,6 +408,27 @@ class SandboxProcess:
         """``{"config": {...} | None, "injected": {kind: n}, "data_requests": n}``."""
         result: dict[str, Any] = self._admin("GET", "/_admin/faults")
         return result
+
+    def set_limits(self, **config: Any) -> dict[str, Any]:
+        """Replace the rate limits (fields as in ``POST /_admin/limits``); resets usage.
+
+        Returns the ``GET /_admin/limits`` body; an invalid config raises
+        ``httpx.HTTPStatusError`` (400).  No arguments removes the limits.
+        """
+        result: dict[str, Any] = self._admin("POST", "/_admin/limits", config)
+        return result
+
+    def clear_limits(self) -> None:
+        self._admin("DELETE", "/_admin/limits")
+
+    def limits(self) -> dict[str, Any]:
+        """``{"config": {...} | None, "tenants": {t: {"allowed", "rejected"}}, "usage": {...}}``."""
+        result: dict[str, Any] = self._admin("GET", "/_admin/limits")
+        return result
+
+    def reset_limit_windows(self) -> None:
+        """Forget all rate-limit usage ("the next day"); config and counters stay."""
+        self._admin("POST", "/_admin/limits/reset-windows")
 
     def oauth_refresh_token(self) -> str:
         """A fresh, valid refresh token (the "user authorized the app" step)."""
