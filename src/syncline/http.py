@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ import httpx
 import stamina
 
 from syncline.backoff import Backoff
+from syncline.budget.headers import reset_seconds
 from syncline.config import SourceConfig
 from syncline.config.strategies import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2Auth
 from syncline.errors import (
@@ -408,7 +408,7 @@ class HttpClient:
         )
         remaining = response.headers.get("x-ratelimit-remaining")
         if retry_after is None and remaining is not None and remaining.strip() == "0":
-            retry_after = _reset_wait(response.headers.get("x-ratelimit-reset"))
+            retry_after = reset_seconds(response.headers.get("x-ratelimit-reset"), time.time())
         if status == 429 or (status == 403 and (retry_after is not None or remaining == "0")):
             return RateLimited("rate limited", retry_after=retry_after, request=summary)
         if status in (401, 403):
@@ -421,23 +421,6 @@ class HttpClient:
                 request=summary,
             )
         return ClientError("request rejected", request=summary)
-
-
-def _reset_wait(value: str | None) -> float | None:
-    """Seconds until an ``X-RateLimit-Reset``: epoch ms (Exact), epoch seconds (GitHub), a delta."""
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(number) or number < 0:
-        return None
-    if number > 1e12:  # epoch milliseconds (Exact Online)
-        return max(0.0, number / 1000 - time.time())
-    if number > 1e9:  # an epoch timestamp, not a delta
-        return max(0.0, number - time.time())
-    return number
 
 
 def _certificate_refused(exc: BaseException) -> bool:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ServerWindow", "read_server_windows"]
+__all__ = ["ServerWindow", "read_server_windows", "reset_seconds"]
 
 _EPOCH_SECONDS = 1e9
 _EPOCH_MILLISECONDS = 1e12
@@ -61,7 +61,7 @@ def _classic(
         name=name,
         limit=_int(headers.get(prefix + "limit")),
         remaining=remaining,
-        reset=_reset(headers.get(prefix + "reset"), now),
+        reset=reset_seconds(headers.get(prefix + "reset"), now),
         period=period,
     )
 
@@ -101,7 +101,7 @@ def _items(value: str) -> list[tuple[str, dict[str, str]]]:
     return items
 
 
-def _reset(value: str | None, now: float) -> float | None:
+def reset_seconds(value: str | None, now: float) -> float | None:
     """Reset as seconds from now: a delta, epoch seconds or epoch milliseconds (Exact)."""
     number = _float(value)
     if number is None:

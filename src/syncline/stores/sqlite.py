@@ -7,6 +7,7 @@ splits a page from its checkpoint, because both are in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -222,34 +223,25 @@ class SQLiteStore:
     ) -> None:
         synced_at = _now()
         sql = self._upserts[table.name]
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                if lease is not None:
-                    self._extend(lease, lease.ttl)
-                if rows:
-                    self._db.executemany(sql, [(*row, synced_at) for row in rows])
-                if rejects:
-                    key = state.key
-                    self._db.executemany(
-                        "INSERT INTO _syncline_rejects (source, stream, partition, run_id, "
-                        "reason, record, rejected_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            (key.source, key.stream, key.partition, state.run_id, r.reason,
-                             r.record, synced_at)
-                            for r in rejects
-                        ],
-                    )  # fmt: skip
-                failpoint("store.rows_written")
-                self._write_state(state)
-                failpoint("store.before_commit")
-                self._db.execute("COMMIT")
-            except LeaseLost:
-                self._rollback()
-                raise
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"writing {table.name} to {self.path} failed: {exc}") from None
+        with self._write(f"writing {table.name} to {self.path}"):
+            if lease is not None:
+                self._extend(lease, lease.ttl)
+            if rows:
+                self._db.executemany(sql, [(*row, synced_at) for row in rows])
+            if rejects:
+                key = state.key
+                self._db.executemany(
+                    "INSERT INTO _syncline_rejects (source, stream, partition, run_id, "
+                    "reason, record, rejected_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (key.source, key.stream, key.partition, state.run_id, r.reason,
+                         r.record, synced_at)
+                        for r in rejects
+                    ],
+                )  # fmt: skip
+            failpoint("store.rows_written")
+            self._write_state(state)
+            failpoint("store.before_commit")
 
     def count_moved(self, table: TableSpec, rows: Sequence[Row], since: str) -> int:
         """Rows of ``rows`` already stored by this pass (synced at or after ``since``) with
@@ -282,29 +274,14 @@ class SQLiteStore:
         weight: int,
         spend_reserve: bool,
     ) -> float:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                wait = sqlite_quota.take_permit(
-                    self._db, scopes, weight, spend_reserve, lease_now()
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"updating the call ledger in {self.path} failed: {exc}") from None
-        return wait
+        with self._write(f"updating the call ledger in {self.path}"):
+            return sqlite_quota.take_permit(self._db, scopes, weight, spend_reserve, lease_now())
 
     def observe_server(self, scope: str, windows: Sequence[ServerWindow]) -> None:
         if not windows:
             return
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                sqlite_quota.observe_server(self._db, scope, windows, lease_now())
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"updating the call ledger in {self.path} failed: {exc}") from None
+        with self._write(f"updating the call ledger in {self.path}"):
+            sqlite_quota.observe_server(self._db, scope, windows, lease_now())
 
     def window_used(self, scope: str, window: WindowSpec) -> int:
         with self._lock:
@@ -320,46 +297,29 @@ class SQLiteStore:
         self, key: StateKey, holder: str, ttl: float, *, take_over: str | None = None
     ) -> Lease:
         now = lease_now()
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute(
-                    "SELECT holder, token, expires_at FROM _syncline_leases "
-                    "WHERE source = ? AND stream = ? AND partition = ?",
-                    (key.source, key.stream, key.partition),
-                ).fetchone()
-                if row is not None and row[0] not in (holder, take_over) and row[2] > now:
-                    self._rollback()
-                    raise LeaseHeld(
-                        f"{key.source}.{key.stream} {key.partition} is being synced by "
-                        f"{row[0]} (lease expires in {row[2] - now:.0f}s)",
-                        holder=row[0],
-                        expires_at=row[2],
-                    )
-                token = (row[1] if row is not None else 0) + 1
-                self._db.execute(
-                    "INSERT OR REPLACE INTO _syncline_leases VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.source, key.stream, key.partition, holder, token, now + ttl),
+        with self._write(f"taking a lease in {self.path}"):
+            row = self._db.execute(
+                "SELECT holder, token, expires_at FROM _syncline_leases "
+                "WHERE source = ? AND stream = ? AND partition = ?",
+                (key.source, key.stream, key.partition),
+            ).fetchone()
+            if row is not None and row[0] not in (holder, take_over) and row[2] > now:
+                raise LeaseHeld(
+                    f"{key.source}.{key.stream} {key.partition} is being synced by "
+                    f"{row[0]} (lease expires in {row[2] - now:.0f}s)",
+                    holder=row[0],
+                    expires_at=row[2],
                 )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"taking a lease in {self.path} failed: {exc}") from None
+            token = (row[1] if row is not None else 0) + 1
+            self._db.execute(
+                "INSERT OR REPLACE INTO _syncline_leases VALUES (?, ?, ?, ?, ?, ?)",
+                (key.source, key.stream, key.partition, holder, token, now + ttl),
+            )
         return Lease(key, holder, token, now + ttl, ttl)
 
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                renewed = self._extend(lease, ttl)
-                self._db.execute("COMMIT")
-            except LeaseLost:
-                self._rollback()
-                raise
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"renewing a lease in {self.path} failed: {exc}") from None
-        return renewed
+        with self._write(f"renewing a lease in {self.path}"):
+            return self._extend(lease, ttl)
 
     def _extend(self, lease: Lease, ttl: float) -> Lease:
         """Inside a transaction: prove the fencing token is current, then push the expiry."""
@@ -399,14 +359,27 @@ class SQLiteStore:
             return int(self._db.execute(sql, args).fetchone()[0])
 
     def save_state(self, state: State) -> None:
+        with self._write(f"saving state to {self.path}"):
+            self._write_state(state)
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[None]:
+        """One write transaction under the lock: committed on success, rolled back on any error.
+
+        SQLite errors become a :class:`StoreError` saying what failed; our own errors
+        (a lost or held lease) pass through unchanged.
+        """
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._write_state(state)
+                yield
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StoreError(f"saving state to {self.path} failed: {exc}") from None
+                raise StoreError(f"{what} failed: {exc}") from None
+            except BaseException:
+                self._rollback()
+                raise
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
