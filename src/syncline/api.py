@@ -39,10 +39,12 @@ def sync(
     transport: httpx.AsyncBaseTransport | None = None,
     lock_wait: float = 0.0,
     ignore_not_before: bool = False,
+    max_calls: int | None = None,
 ) -> SyncSummary:
     """Sync into the config's store and return the summary (``summary.ok`` says if all passed).
 
-    ``summary.outcome`` tells ok / deferred (rate limited) / busy / failed apart.
+    ``summary.outcome`` tells ok / paused (budget spent) / deferred (rate limited) /
+    busy / failed apart. ``max_calls`` caps the requests of this run.
     """
     return asyncio.run(
         run_sync(
@@ -55,6 +57,7 @@ def sync(
             transport=transport,
             lock_wait=lock_wait,
             ignore_not_before=ignore_not_before,
+            max_calls=max_calls,
         )
     )
 

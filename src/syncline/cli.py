@@ -101,6 +101,12 @@ def cli(log_level: str) -> None:
     is_flag=True,
     help="Call APIs that asked us to wait (Retry-After) before their time is up.",
 )
+@click.option(
+    "--max-calls",
+    type=click.IntRange(1),
+    default=None,
+    help="Send at most this many requests in this run; jobs then pause at their checkpoint.",
+)
 def sync(
     config_path: Path,
     streams: Sequence[str],
@@ -110,6 +116,7 @@ def sync(
     as_json: bool,
     wait_lock: float,
     ignore_deferral: bool,
+    max_calls: int | None,
 ) -> None:
     """Copy the selected streams into the store; only what changed when incremental."""
     config = _load(config_path)
@@ -131,6 +138,7 @@ def sync(
             listener=listener,
             lock_wait=wait_lock,
             ignore_not_before=ignore_deferral,
+            max_calls=max_calls,
         )
 
     try:

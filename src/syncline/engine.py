@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import httpx
 
 from syncline.backoff import Backoff
-from syncline.budget.permits import JobBudget, PriorityBoard, scope_windows
+from syncline.budget.permits import JobBudget, PriorityBoard, RunCap, Slot, scope_windows
 from syncline.config import Config
 from syncline.config.strategies import WatermarkIncremental
 from syncline.errors import (
@@ -209,9 +209,12 @@ async def run_job(
     except LeaseHeld as exc:
         result.status, result.error = "busy", str(exc)
     except QuotaExhausted as exc:
-        result.not_before = _stamp(datetime.fromtimestamp(exc.resume_at, UTC))
         result.status = "paused"
-        result.error = f"call budget of {exc.scope} spent; paused until {result.not_before}"
+        if exc.resume_at is None:
+            result.error = str(exc)
+        else:
+            result.not_before = _stamp(datetime.fromtimestamp(exc.resume_at, UTC))
+            result.error = f"call budget of {exc.scope} spent; paused until {result.not_before}"
         uncommitted, result.requests = counter.sent - result.requests, counter.sent
         await _record_outcome(store, job, options.run_id, result, uncommitted)
     except RateLimited as exc:
@@ -402,7 +405,14 @@ async def _record_outcome(
         pass  # the store is what failed; the job result already says so
 
 
-def job_budget(job: Job, store: Store, board: PriorityBoard) -> JobBudget:
+def job_budget(
+    job: Job,
+    store: Store,
+    board: PriorityBoard,
+    *,
+    slot: Slot | None = None,
+    cap: RunCap | None = None,
+) -> JobBudget:
     """The call budget a job draws from: its source's read windows, by scope."""
     windows = [
         (window.scope, WindowSpec(window.key, window.calls, window.per, window.reserve))
@@ -416,6 +426,8 @@ def job_budget(job: Job, store: Store, board: PriorityBoard) -> JobBudget:
         weight=job.stream.weight,
         max_wait=job.source.retry.max_wait,
         board=board,
+        slot=slot,
+        cap=cap,
     )
 
 
@@ -431,12 +443,16 @@ async def run_sync(
     store: Store | None = None,
     lock_wait: float = 0.0,
     ignore_not_before: bool = False,
+    max_calls: int | None = None,
 ) -> SyncSummary:
     """Sync every selected (stream, partition) of ``config`` into its store.
 
-    ``lock_wait``: seconds to wait for a (stream, partition) another process is
-    syncing before reporting it busy. ``ignore_not_before``: call APIs that asked
-    us to wait anyway (an operator's override).
+    ``concurrency``: jobs sending requests at once (a job waiting for a call
+    permit lends its place to another). ``lock_wait``: seconds to wait for a
+    (stream, partition) another process is syncing before reporting it busy.
+    ``ignore_not_before``: call APIs that asked us to wait anyway (an
+    operator's override). ``max_calls``: pause every job once the run has sent
+    this many requests.
     """
     jobs = plan_jobs(config, streams, partitions)
     own_store = store is None
@@ -478,9 +494,10 @@ async def run_sync(
         )
         limit = asyncio.Semaphore(max(1, concurrency))
         board = PriorityBoard()
+        cap = None if max_calls is None else RunCap(max_calls)
 
         async def one(job: Job) -> JobResult:
-            async with limit:
+            async with Slot(limit) as slot:
                 return await run_job(
                     job,
                     clients[job.source_name],
@@ -488,7 +505,7 @@ async def run_sync(
                     run_id=summary.run_id,
                     listener=listener,
                     options=options,
-                    budget=job_budget(job, store, board),
+                    budget=job_budget(job, store, board, slot=slot, cap=cap),
                 )
 
         try:

@@ -185,12 +185,13 @@ class SyncTokenExpired(PermanentError):
 
 
 class QuotaExhausted(SynclineError):
-    """A call budget of ``scope`` is spent until ``resume_at`` (epoch seconds).
+    """A call budget of ``scope`` is spent until ``resume_at`` (epoch seconds; ``None``:
+    the cap was this run's own, and the next run may continue at once).
 
     Not a failure: the job pauses with its checkpoint and continues after the reset.
     """
 
-    def __init__(self, message: str, *, scope: str, resume_at: float) -> None:
+    def __init__(self, message: str, *, scope: str, resume_at: float | None) -> None:
         super().__init__(message)
         self.scope = scope
         self.resume_at = resume_at

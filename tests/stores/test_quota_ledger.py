@@ -132,3 +132,31 @@ def test_server_remaining_counts_down_with_our_calls(store: SQLiteStore, clock: 
     (row,) = store.server_windows("gh")
     assert row["remaining"] == 0
     assert row["limit"] == 5000
+
+
+def test_a_settled_permit_counts_from_when_its_answer_came_back(
+    store: SQLiteStore, clock: Clock
+) -> None:
+    """A slow call: the server counted it on arrival, later than our permit; so do we."""
+    scopes = [("sb", [MINUTE])]
+    taken_at = clock.now
+    for _ in range(5):
+        assert store.take_permit(scopes, 1, False, now=taken_at) == 0.0
+    clock.now += 10.0  # the first answer took 10 s to come back
+    store.settle_permit(scopes, 1, taken_at)
+    assert store.window_used("sb", MINUTE) == 5  # moved, not lost or doubled
+    clock.now = taken_at + 61.0  # the four others have left the window; the slow one has not
+    assert store.window_used("sb", MINUTE) == 1
+    assert store.take_permit(scopes, 1, False) == 0.0
+
+
+def test_settling_a_permit_that_left_the_window_changes_nothing(
+    store: SQLiteStore, clock: Clock
+) -> None:
+    scopes = [("sb", [MINUTE])]
+    taken_at = clock.now
+    assert store.take_permit(scopes, 1, False, now=taken_at) == 0.0
+    clock.now += 120.0
+    assert store.take_permit(scopes, 1, False) == 0.0  # prunes the old bucket
+    store.settle_permit(scopes, 1, taken_at)
+    assert store.window_used("sb", MINUTE) == 1

@@ -10,16 +10,18 @@ longer than the policy allows. It also feeds the server's own numbers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from syncline.budget.headers import read_server_windows
 from syncline.errors import QuotaExhausted
 from syncline.stores import Store, WindowSpec
 
-__all__ = ["PRIORITIES", "JobBudget", "PriorityBoard", "scope_windows"]
+__all__ = ["PRIORITIES", "JobBudget", "PriorityBoard", "RunCap", "Slot", "scope_windows"]
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 YIELD_TO_HIGHER = 0.02
@@ -41,6 +43,59 @@ class PriorityBoard:
 
     def leave(self, scope: str, rank: int) -> None:
         self.waiting[scope][rank] -= 1
+
+
+class Slot:
+    """A job's share of the run's concurrency, lent back while the job waits for a permit.
+
+    Why: a job sleeping until its tenant's window frees uses no connection and
+    no CPU. If it kept its slot, four tenants with spent windows would stall
+    twenty tenants with budget to spare; lent back, every tenant with budget
+    runs, each as fast as its own limit allows.
+    """
+
+    def __init__(self, limit: asyncio.Semaphore) -> None:
+        self._limit = limit
+        self._held = False
+
+    async def __aenter__(self) -> Slot:
+        await self._limit.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._held:
+            self._held = False
+            self._limit.release()
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        if not self._held:
+            yield
+            return
+        self._held = False
+        self._limit.release()
+        try:
+            yield
+        finally:
+            await self._limit.acquire()  # cancelled here: not held, so nothing to give back
+            self._held = True
+
+
+@dataclass
+class RunCap:
+    """``--max-calls``: the calls one run may send, over all its jobs."""
+
+    limit: int
+    spent: int = 0
+
+    def take(self, weight: int) -> bool:
+        if self.spent + weight > self.limit:
+            return False
+        self.spent += weight
+        return True
 
 
 def scope_windows(
@@ -72,10 +127,14 @@ class JobBudget:
     weight: int
     max_wait: float
     board: PriorityBoard
+    slot: Slot | None = None
+    cap: RunCap | None = None
     learned: bool = False
     """The server has reported limits for this scope (then every request asks the ledger)."""
     waited: float = 0.0
     permits: int = 0
+    _taken_at: float | None = None
+    """When the permit of the call in flight was taken (declared windows only)."""
 
     @property
     def scope(self) -> str:
@@ -90,6 +149,12 @@ class JobBudget:
 
     async def acquire(self) -> None:
         """Take a permit, waiting as needed; raise :class:`QuotaExhausted` to pause the job."""
+        if self.cap is not None and not self.cap.take(self.weight):
+            raise QuotaExhausted(
+                f"this run's cap of {self.cap.limit} calls (--max-calls) is spent",
+                scope="--max-calls",
+                resume_at=None,
+            )
         if not (self.declared or self.learned):
             return
         rank = PRIORITIES[self.priority]
@@ -98,11 +163,13 @@ class JobBudget:
             if self.board.more_urgent_waiting(self.scope, rank):
                 await self._sleep(YIELD_TO_HIGHER, rank)
                 continue
+            now = time.time()
             wait = await asyncio.to_thread(
-                self.store.take_permit, self.scopes, self.weight, spend_reserve
+                self.store.take_permit, self.scopes, self.weight, spend_reserve, now=now
             )
             if wait <= 0:
                 self.permits += 1
+                self._taken_at = now if self.declared else None
                 return
             if wait > self.max_wait:
                 raise QuotaExhausted(
@@ -115,14 +182,27 @@ class JobBudget:
     async def _sleep(self, seconds: float, rank: int) -> None:
         self.board.enter(self.scope, rank)
         try:
-            await asyncio.sleep(seconds)
+            if self.slot is None:
+                await asyncio.sleep(seconds)
+            else:
+                async with self.slot.lent():
+                    await asyncio.sleep(seconds)
         finally:
             self.board.leave(self.scope, rank)
         self.waited += seconds
 
     async def observe(self, headers: Mapping[str, str]) -> None:
-        """Record what the server says about its limits (the strictest view wins at permit time)."""
-        windows = read_server_windows(headers, time.time())
+        """Settle the call's permit and record what the server says about its limits
+        (the strictest view wins at permit time)."""
+        now = time.time()
+        taken_at, self._taken_at = self._taken_at, None
+        if taken_at is not None and any(
+            window.bucket(taken_at) != window.bucket(now)
+            for _, windows in self.scopes
+            for window in windows
+        ):
+            await asyncio.to_thread(self.store.settle_permit, self.scopes, self.weight, taken_at)
+        windows = read_server_windows(headers, now)
         if windows:
             self.learned = True
             await asyncio.to_thread(self.store.observe_server, self.scope, windows)

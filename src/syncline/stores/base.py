@@ -7,6 +7,7 @@ position covers are exactly the rows that were committed with it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from syncline.budget.headers import ServerWindow
 
 __all__ = [
+    "LEDGER_BUCKETS",
     "Lease",
     "Reject",
     "Row",
@@ -25,6 +27,9 @@ __all__ = [
     "TableSpec",
     "WindowSpec",
 ]
+
+LEDGER_BUCKETS = 60
+"""A call window is counted in this many buckets (see :mod:`syncline.stores.sqlite_quota`)."""
 
 Row = tuple[Any, ...]
 """Partition values, primary-key values, then ``_data`` (JSON text) and ``_updated_at``."""
@@ -105,6 +110,10 @@ class WindowSpec:
     per: float
     reserve: int = 0
 
+    def bucket(self, moment: float) -> int:
+        """The ledger bucket a call made at ``moment`` (epoch seconds) counts in."""
+        return math.floor(moment / (self.per / LEDGER_BUCKETS))
+
 
 @dataclass(frozen=True, slots=True)
 class Reject:
@@ -156,12 +165,29 @@ class Store(Protocol):
         scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
         weight: int,
         spend_reserve: bool,
+        *,
+        now: float | None = None,
     ) -> float:
         """Record one permit of ``weight`` calls in every scope and return 0, or the seconds
         until one is free in all of them.
 
         Atomic across processes sharing the store; also honours what the server
-        last reported for ``scope`` (a spent window waits for its reset).
+        last reported for ``scope`` (a spent window waits for its reset). ``now``:
+        the caller's wall clock, so it can :meth:`settle_permit` the same permit.
+        """
+        ...
+
+    def settle_permit(
+        self,
+        scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
+        weight: int,
+        taken_at: float,
+    ) -> None:
+        """Count a permit taken at ``taken_at`` from now on instead (its answer came back now).
+
+        The server counts a call when it arrives, which is after we took the
+        permit; counting it from when the answer came back keeps a sliding
+        window on our side never ahead of the server's, whatever the latency.
         """
         ...
 

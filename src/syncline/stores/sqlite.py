@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import stamina
+
 from syncline.budget.headers import ServerWindow
 from syncline.errors import LeaseHeld, LeaseLost, StoreError
 from syncline.failpoints import failpoint
@@ -118,6 +120,25 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _is_locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _enter_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch to WAL, retrying while another process holds the file (bounded by the timeout).
+
+    Why the retry: SQLite answers this pragma "database is locked" at once,
+    without its busy handler, while another connection is creating or
+    recovering the WAL, which is exactly what two processes starting on a new
+    store do.
+    """
+    for attempt in stamina.retry_context(
+        on=_is_locked, attempts=None, timeout=busy_timeout, wait_initial=0.01, wait_max=0.2
+    ):
+        with attempt:
+            db.execute("PRAGMA journal_mode=WAL")
+
+
 def lease_now() -> float:
     """Wall-clock seconds: leases are compared across processes, so not a monotonic clock."""
     return time.time()
@@ -140,7 +161,7 @@ class SQLiteStore:
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(self._db, busy_timeout)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             version = self._schema_version()
@@ -273,9 +294,21 @@ class SQLiteStore:
         scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
         weight: int,
         spend_reserve: bool,
+        *,
+        now: float | None = None,
     ) -> float:
+        moment = lease_now() if now is None else now
         with self._write(f"updating the call ledger in {self.path}"):
-            return sqlite_quota.take_permit(self._db, scopes, weight, spend_reserve, lease_now())
+            return sqlite_quota.take_permit(self._db, scopes, weight, spend_reserve, moment)
+
+    def settle_permit(
+        self,
+        scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
+        weight: int,
+        taken_at: float,
+    ) -> None:
+        with self._write(f"updating the call ledger in {self.path}"):
+            sqlite_quota.settle_permit(self._db, scopes, weight, taken_at, lease_now())
 
     def observe_server(self, scope: str, windows: Sequence[ServerWindow]) -> None:
         if not windows:

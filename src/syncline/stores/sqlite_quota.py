@@ -13,17 +13,22 @@ to ``per / 60`` longer than it must), never optimistic: no interval of length
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from syncline.budget.headers import ServerWindow
+from syncline.stores.base import LEDGER_BUCKETS as BUCKETS
 from syncline.stores.base import WindowSpec
 
-__all__ = ["QUOTA_SCHEMA", "observe_server", "server_windows", "take_permit", "window_used"]
-
-BUCKETS = 60
+__all__ = [
+    "QUOTA_SCHEMA",
+    "observe_server",
+    "server_windows",
+    "settle_permit",
+    "take_permit",
+    "window_used",
+]
 
 QUOTA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS _syncline_quota (
@@ -55,15 +60,10 @@ def take_permit(
         return wait
     for scope, windows in scopes:
         for window in windows:
-            width = window.per / BUCKETS
-            db.execute(
-                "INSERT INTO _syncline_quota VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (scope, window, bucket) DO UPDATE SET used = used + excluded.used",
-                (scope, window.key, math.floor(now / width), weight),
-            )
+            _count(db, scope, window, window.bucket(now), weight)
             db.execute(
                 "DELETE FROM _syncline_quota WHERE scope = ? AND window = ? AND bucket < ?",
-                (scope, window.key, math.floor((now - window.per) / width)),
+                (scope, window.key, window.bucket(now - window.per)),
             )
         db.execute(
             "UPDATE _syncline_quota_server SET remaining = max(0, remaining - ?) "
@@ -71,6 +71,38 @@ def take_permit(
             (weight, scope, now),
         )
     return 0.0
+
+
+def settle_permit(
+    db: sqlite3.Connection,
+    scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
+    weight: int,
+    taken_at: float,
+    now: float,
+) -> None:
+    """Inside a write transaction: move a permit from its ``taken_at`` bucket to ``now``'s."""
+    for scope, windows in scopes:
+        for window in windows:
+            taken, answered = window.bucket(taken_at), window.bucket(now)
+            if answered == taken:
+                continue
+            moved = db.execute(
+                "UPDATE _syncline_quota SET used = used - ? "
+                "WHERE scope = ? AND window = ? AND bucket = ? AND used >= ?",
+                (weight, scope, window.key, taken, weight),
+            ).rowcount
+            if moved:  # else the bucket already left the window: nothing left to move
+                _count(db, scope, window, answered, weight)
+
+
+def _count(
+    db: sqlite3.Connection, scope: str, window: WindowSpec, bucket: int, weight: int
+) -> None:
+    db.execute(
+        "INSERT INTO _syncline_quota VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (scope, window, bucket) DO UPDATE SET used = used + excluded.used",
+        (scope, window.key, bucket, weight),
+    )
 
 
 def _declared_wait(
@@ -82,7 +114,7 @@ def _declared_wait(
     now: float,
 ) -> float:
     width = window.per / BUCKETS
-    first = math.floor((now - window.per) / width)
+    first = window.bucket(now - window.per)
     buckets = db.execute(
         "SELECT bucket, used FROM _syncline_quota WHERE scope = ? AND window = ? AND bucket >= ? "
         "ORDER BY bucket",
@@ -127,11 +159,10 @@ def observe_server(
 
 def window_used(db: sqlite3.Connection, scope: str, window: WindowSpec, now: float) -> int:
     """Calls that still count against ``window`` at ``now``."""
-    width = window.per / BUCKETS
     row = db.execute(
         "SELECT coalesce(sum(used), 0) FROM _syncline_quota "
         "WHERE scope = ? AND window = ? AND bucket >= ?",
-        (scope, window.key, math.floor((now - window.per) / width)),
+        (scope, window.key, window.bucket(now - window.per)),
     ).fetchone()
     return int(row[0])
 
