@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from syncline.budget.forecast import forecast
 from syncline.budget.report import quota_report
 from syncline.config import Config, load_config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
@@ -102,6 +103,12 @@ def cli(log_level: str) -> None:
     help="Call APIs that asked us to wait (Retry-After) before their time is up.",
 )
 @click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Send nothing: estimate each job's calls against the budgets left and show the plan.",
+)
+@click.option(
     "--max-calls",
     type=click.IntRange(1),
     default=None,
@@ -117,6 +124,7 @@ def sync(
     wait_lock: float,
     ignore_deferral: bool,
     max_calls: int | None,
+    plan_only: bool,
 ) -> None:
     """Copy the selected streams into the store; only what changed when incremental."""
     config = _load(config_path)
@@ -124,6 +132,9 @@ def sync(
         plan_jobs(config, streams, partitions)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
+    if plan_only:
+        _print_plan(config, streams, partitions, as_json)
+        return
     err = Console(stderr=True)
     bars = err.is_terminal and not as_json
     listener: ProgressListener = BarsListener(err) if bars else LogLinesListener(err)
@@ -160,6 +171,35 @@ def sync(
     else:
         _print_summary(summary)
     sys.exit(EXIT_BY_OUTCOME[summary.outcome])
+
+
+def _print_plan(
+    config: Config, streams: Sequence[str], partitions: Sequence[str], as_json: bool
+) -> None:
+    store = _open(config)
+    try:
+        planned = forecast(config, store, streams, partitions)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([job.as_dict() for job in planned]))
+        return
+    table = Table("stream", "partition", "priority", "est. calls", "budget left", "plan", "why")
+    for job in planned:
+        calls = "?" if job.calls is None else str(job.calls)
+        verdict = job.verdict if job.until is None else f"{job.verdict} until {job.until[:19]}Z"
+        table.add_row(
+            f"{job.source}.{job.stream}",
+            job.partition,
+            job.priority,
+            calls,
+            _text(job.left) or "unlimited",
+            verdict,
+            job.detail or job.basis,
+        )
+    Console().print(table)
+    total = sum(job.calls or 1 for job in planned if job.verdict != "waits")
+    click.echo(f"about {total} calls; nothing was sent (run without --plan to sync)")
 
 
 def _print_summary(summary: SyncSummary) -> None:

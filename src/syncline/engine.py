@@ -19,7 +19,15 @@ from typing import Any, Protocol
 import httpx
 
 from syncline.backoff import Backoff
-from syncline.budget.permits import JobBudget, PriorityBoard, RunCap, Slot, scope_windows
+from syncline.budget.headers import HeaderSpelling
+from syncline.budget.permits import (
+    JobBudget,
+    PriorityBoard,
+    RunCap,
+    Slot,
+    declared_windows,
+    scope_windows,
+)
 from syncline.config import Config
 from syncline.config.strategies import WatermarkIncremental
 from syncline.errors import (
@@ -39,7 +47,7 @@ from syncline.paginate import DriftAware, Paginator, make_paginator
 from syncline.plan import Job, plan_jobs
 from syncline.records import RecordShaper
 from syncline.redact import Redactor
-from syncline.stores import Lease, RunRecord, State, Store, WindowSpec, open_store
+from syncline.stores import Lease, RunRecord, State, Store, open_store
 from syncline.timestamps import parse_iso
 
 log = logging.getLogger("syncline")
@@ -272,6 +280,7 @@ async def _sync_passes(
     if options.full_refresh or committed.position is None:
         start_pass(job.stream, paginator, committed, full_refresh=options.full_refresh)
         committed.pass_restarts, committed.pass_drift = 0, False
+        committed.pass_requests = 0
         committed.pass_started = _now()
         _warn_if_future(job, committed)
     # Positional listings (pages, offsets) sorted by modification time shift when a
@@ -317,9 +326,7 @@ async def _sync_passes(
                     state.cursor = client.scrub_url(state.cursor)
                 state.pass_restarts = 0
                 state.status = "ok"
-            state.records += len(shaped.rows)
-            state.pages += 1
-            state.requests += counter.sent - result.requests
+            _count_page(state, len(shaped.rows), counter.sent - result.requests)
             await asyncio.to_thread(
                 store.commit_page, table, shaped.rows, state, lease=lease, rejects=shaped.rejects
             )
@@ -332,6 +339,15 @@ async def _sync_passes(
             listener.page_committed(job, len(shaped.rows), counter.sent)
             if committed.position is None or fetched.next_position is None:
                 break
+
+
+def _count_page(state: State, records: int, requests: int) -> None:
+    state.records += records
+    state.pages += 1
+    state.requests += requests
+    state.pass_requests += requests
+    if state.position is None:  # the pass is complete: what the next one should cost
+        state.last_pass_requests = state.pass_requests
 
 
 def _restart_for_drift(job: Job, paginator: Paginator, fetched: FetchedPage, state: State) -> bool:
@@ -400,6 +416,8 @@ async def _record_outcome(
         state.run_id, state.status, state.error = run_id, result.status, result.error
         state.not_before = result.not_before
         state.requests += uncommitted_requests
+        if state.position is not None:
+            state.pass_requests += uncommitted_requests
         await asyncio.to_thread(store.save_state, state)
     except StoreError:
         pass  # the store is what failed; the job result already says so
@@ -414,21 +432,24 @@ def job_budget(
     cap: RunCap | None = None,
 ) -> JobBudget:
     """The call budget a job draws from: its source's read windows, by scope."""
-    windows = [
-        (window.scope, WindowSpec(window.key, window.calls, window.per, window.reserve))
-        for window in job.source.limits
-        if window.operation in (None, "read")
-    ]
     return JobBudget(
         store=store,
-        scopes=scope_windows(job.source_name, job.partition_label, windows),
+        scopes=scope_windows(job.source_name, job.partition_label, declared_windows(job.source)),
         priority=job.stream.priority,
         weight=job.stream.weight,
         max_wait=job.source.retry.max_wait,
         board=board,
         slot=slot,
         cap=cap,
+        spellings=[
+            HeaderSpelling(h.name, h.remaining.lower(), _lower(h.limit), _lower(h.reset), h.period)
+            for h in job.source.rate_limit_headers
+        ],
     )
+
+
+def _lower(name: str | None) -> str | None:
+    return None if name is None else name.lower()
 
 
 async def run_sync(

@@ -127,3 +127,26 @@ def test_header_learned_limits_cost_at_most_one_429_per_window(tmp_path: Path) -
     assert server.served == 12
     assert server.refused <= 1
     assert summary.streams[0].rate_limited == server.refused
+
+
+class VendorHeaders(LimitedServer):
+    """The same limits, told in a vendor's own header names."""
+
+    def _headers(self, remaining: int, reset: float) -> dict[str, str]:
+        return {"X-Calls-Left": str(remaining), "X-Calls-Renew": f"{max(reset, 0):.3f}"}
+
+
+def test_a_sources_own_rate_limit_header_names_are_learned(tmp_path: Path) -> None:
+    server = VendorHeaders(calls=3, per=0.3, pages=12)
+    source = {
+        "retry": {"wait_initial": 0.01, "wait_max": 0.05, "min_wait": 0.01},
+        "rate_limit_headers": [{"name": "burst", "remaining": "X-Calls-Left",
+                                "reset": "X-Calls-Renew"}],
+    }  # fmt: skip
+    summary = run(tmp_path, {"items": cursor_stream()}, server, **source)
+    assert summary.ok
+    assert server.served == 12
+    assert server.refused <= 1
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM _syncline_quota_server")}
+    assert names == {"burst"}

@@ -382,7 +382,7 @@ def test_oauth2_a_second_401_is_an_auth_error_not_a_loop(tmp_path: Path) -> None
 # --- schema migration -----------------------------------------------------------------------
 
 
-def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
+def test_a_version_1_store_is_migrated_in_place_to_the_current_version(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:
         conn.executescript(
@@ -405,9 +405,10 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     assert state is not None
     assert state.position == {"cursor": "B"}
     assert state.not_before is None
+    assert state.last_pass_requests is None
     store.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM _syncline_meta").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM _syncline_meta").fetchone() == ("3",)
 
 
 def test_a_new_store_file_is_private(tmp_path: Path) -> None:

@@ -233,3 +233,56 @@ def test_two_processes_on_one_store_share_the_ledger(
     with sqlite3.connect(tmp_path / "store.db") as conn:
         for table in ("items_a", "items_b"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == RECORDS
+
+
+def test_plan_estimates_from_the_last_pass_and_sends_nothing(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    config = {
+        "store": "sqlite:///store.db",
+        "sources": {
+            "sb": {
+                "base_url": sandbox.base_url,
+                "partitions": {"tenant": ["a", "b"]},
+                "limits": [{"calls": 30, "per": "1d", "reserve": 5, "name": "daily"}],
+                "streams": {
+                    "items": {**tenant_stream(), "priority": "high"},
+                    "backfill": {**tenant_stream(table="backfill"), "priority": "low"},
+                },
+            }
+        },
+    }
+    (tmp_path / "syncline.yaml").write_text(json.dumps(config))
+    first = subprocess.run(
+        [sys.executable, "-m", "syncline", "sync", "--stream", "items", "--partition",
+         "tenant=a", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    sent = sandbox.stats()["total"]
+    assert sent == PAGES
+
+    plan = subprocess.run(
+        [sys.executable, "-m", "syncline", "sync", "--plan", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    assert sandbox.stats()["total"] == sent  # planning costs no call
+    rows = {(r["stream"], r["partition"]): r for r in json.loads(plan.stdout)}
+    # High priority first, each tenant's daily window on its own: a's spent 12 of 30.
+    a, b = rows["items", "tenant=a"], rows["items", "tenant=b"]
+    assert (a["calls"], a["left"], a["verdict"]) == (PAGES, 30 - PAGES, "runs")
+    assert b["calls"] is None
+    assert b["verdict"] == "runs"
+    # Low priority may not touch the reserve: a has 30 - 5 - 12 - 12 = 1 left.
+    low_a, low_b = rows["backfill", "tenant=a"], rows["backfill", "tenant=b"]
+    assert low_a["left"] == 1
+    assert low_a["verdict"] == "runs"
+    assert low_b["left"] == 30 - 5 - 1
+    assert a["priority"] == "high"
+    assert low_a["priority"] == "low"
+    table = subprocess.run(
+        [sys.executable, "-m", "syncline", "sync", "--plan"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "nothing was sent" in table.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncline.budget.headers import ServerWindow, read_server_windows
+from syncline.budget.headers import HeaderSpelling, ServerWindow, read_server_windows
 
 NOW = 1_800_000_000.0
 
@@ -69,3 +69,14 @@ def test_malformed_fields_are_ignored(headers: dict[str, str]) -> None:
 def test_a_malformed_reset_keeps_the_remaining_count() -> None:
     headers = {"x-ratelimit-remaining": "3", "x-ratelimit-reset": "tomorrow"}
     assert read_server_windows(headers, NOW) == [ServerWindow("server", None, 3, None)]
+
+
+def test_a_vendors_own_header_names_are_read_first() -> None:
+    spelling = HeaderSpelling(
+        "hourly", "x-calls-left", limit="x-calls-cap", reset="x-calls-renew", period=3600.0
+    )
+    headers = {"x-calls-left": "7", "x-calls-cap": "100", "x-calls-renew": str(int(NOW + 90))}
+    assert read_server_windows(headers, NOW, [spelling]) == [
+        ServerWindow("hourly", 100, 7, 90.0, 3600.0)
+    ]
+    assert read_server_windows(headers, NOW) == []  # unknown names are not guessed at

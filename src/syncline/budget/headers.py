@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ServerWindow", "read_server_windows", "reset_seconds"]
+__all__ = ["HeaderSpelling", "ServerWindow", "read_server_windows", "reset_seconds"]
 
 _EPOCH_SECONDS = 1e9
 _EPOCH_MILLISECONDS = 1e12
@@ -36,33 +36,61 @@ class ServerWindow:
     """The window's length when the server names it (IETF ``w``, Exact's minute)."""
 
 
-def read_server_windows(headers: Mapping[str, str], now: float) -> list[ServerWindow]:
-    """Every window the headers describe; ``now`` (epoch seconds) turns epoch resets into waits."""
+@dataclass(frozen=True, slots=True)
+class HeaderSpelling:
+    """Which headers carry one window's limit, remaining calls and reset (a vendor's dialect).
+
+    A source's ``rate_limit_headers`` adds its own to the common ones below.
+    """
+
+    name: str
+    remaining: str
+    limit: str | None = None
+    reset: str | None = None
+    period: float | None = None
+
+
+COMMON_SPELLINGS = (
+    HeaderSpelling(
+        "minutely",
+        "x-ratelimit-minutely-remaining",
+        "x-ratelimit-minutely-limit",
+        "x-ratelimit-minutely-reset",
+        60.0,
+    ),
+    HeaderSpelling("server", "x-ratelimit-remaining", "x-ratelimit-limit", "x-ratelimit-reset"),
+    HeaderSpelling("ietf", "ratelimit-remaining", "ratelimit-limit", "ratelimit-reset"),
+)
+
+
+def read_server_windows(
+    headers: Mapping[str, str], now: float, spellings: Sequence[HeaderSpelling] = ()
+) -> list[ServerWindow]:
+    """Every window the headers describe; ``now`` (epoch seconds) turns epoch resets into waits.
+
+    ``spellings``: a source's own header names, read before the common ones.
+    """
     found: list[ServerWindow] = []
-    for prefix, name, period in (
-        ("x-ratelimit-minutely-", "minutely", 60.0),
-        ("x-ratelimit-", "server", None),
-        ("ratelimit-", "ietf", None),
-    ):
-        window = _classic(headers, prefix, name, period, now)
+    for spelling in (*spellings, *COMMON_SPELLINGS):
+        window = _spelled(headers, spelling, now)
         if window is not None:
             found.append(window)
     found += _ietf_structured(headers)
     return found
 
 
-def _classic(
-    headers: Mapping[str, str], prefix: str, name: str, period: float | None, now: float
+def _spelled(
+    headers: Mapping[str, str], spelling: HeaderSpelling, now: float
 ) -> ServerWindow | None:
-    remaining = _int(headers.get(prefix + "remaining"))
+    remaining = _int(headers.get(spelling.remaining))
     if remaining is None:
         return None
     return ServerWindow(
-        name=name,
-        limit=_int(headers.get(prefix + "limit")),
+        name=spelling.name,
+        limit=None if spelling.limit is None else _int(headers.get(spelling.limit)),
         remaining=remaining,
-        reset=reset_seconds(headers.get(prefix + "reset"), now),
-        period=period,
+        reset=None if spelling.reset is None else reset_seconds(headers.get(spelling.reset), now),
+        period=spelling.period,
     )
 
 

@@ -17,11 +17,20 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from syncline.budget.headers import read_server_windows
+from syncline.budget.headers import HeaderSpelling, read_server_windows
+from syncline.config import SourceConfig
 from syncline.errors import QuotaExhausted
 from syncline.stores import Store, WindowSpec
 
-__all__ = ["PRIORITIES", "JobBudget", "PriorityBoard", "RunCap", "Slot", "scope_windows"]
+__all__ = [
+    "PRIORITIES",
+    "JobBudget",
+    "PriorityBoard",
+    "RunCap",
+    "Slot",
+    "declared_windows",
+    "scope_windows",
+]
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 YIELD_TO_HIGHER = 0.02
@@ -98,6 +107,18 @@ class RunCap:
         return True
 
 
+def declared_windows(
+    source: SourceConfig, operation: str | None = "read"
+) -> list[tuple[str, WindowSpec]]:
+    """The source's declared windows that bill ``operation`` (``None``: all of them),
+    each with its scope setting."""
+    return [
+        (window.scope, WindowSpec(window.key, window.calls, window.per, window.reserve))
+        for window in source.limits
+        if operation is None or window.operation in (None, operation)
+    ]
+
+
 def scope_windows(
     source: str, partition_label: str, windows: Sequence[tuple[str, WindowSpec]]
 ) -> list[tuple[str, list[WindowSpec]]]:
@@ -129,6 +150,8 @@ class JobBudget:
     board: PriorityBoard
     slot: Slot | None = None
     cap: RunCap | None = None
+    spellings: Sequence[HeaderSpelling] = ()
+    """The source's own rate-limit header names."""
     learned: bool = False
     """The server has reported limits for this scope (then every request asks the ledger)."""
     waited: float = 0.0
@@ -202,7 +225,7 @@ class JobBudget:
             for window in windows
         ):
             await asyncio.to_thread(self.store.settle_permit, self.scopes, self.weight, taken_at)
-        windows = read_server_windows(headers, now)
+        windows = read_server_windows(headers, now, self.spellings)
         if windows:
             self.learned = True
             await asyncio.to_thread(self.store.observe_server, self.scope, windows)

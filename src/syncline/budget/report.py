@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from syncline.budget.permits import scope_windows
+from syncline.budget.permits import declared_windows, scope_windows
 from syncline.config import Config
 from syncline.plan import plan_jobs
-from syncline.stores import Store, WindowSpec
+from syncline.stores import Store
 
 __all__ = ["quota_report"]
 
@@ -22,18 +22,17 @@ def quota_report(config: Config, store: Store) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for job in plan_jobs(config):
-        windows = [
-            (w.scope, WindowSpec(w.key, w.calls, w.per, w.reserve)) for w in job.source.limits
-        ]
+        windows = declared_windows(job.source, operation=None)
         for scope, specs in scope_windows(job.source_name, job.partition_label, windows):
             for spec in specs:
                 if (scope, spec.key) in seen:
                     continue
                 seen.add((scope, spec.key))
-                used = store.window_used(scope, spec)
+                used, frees_at = store.window_usage(scope, spec)
                 rows.append(
-                    _row(scope, spec.key, spec.calls, used, spec.calls - used, spec.reserve, None)
-                )
+                    _row(scope, spec.key, spec.calls, used, spec.calls - used, spec.reserve,
+                         frees_at)
+                )  # fmt: skip
     for server in store.server_windows():
         rows.append(
             _row(

@@ -97,6 +97,18 @@ class LimitWindow(_Frozen):
         return self.name or f"{self.calls}/{self.per:g}s"
 
 
+class RateLimitHeaders(_Frozen):
+    """A vendor's own names for its rate-limit headers (the common spellings are always read)."""
+
+    name: str = Field(min_length=1)
+    """The window's name in the ledger and in ``syncline quota``."""
+    remaining: str = Field(min_length=1)
+    limit: str | None = None
+    reset: str | None = None
+    """Seconds until the reset, or its time as epoch seconds or milliseconds (told apart)."""
+    period: Seconds | None = None
+
+
 class StreamConfig(_Frozen):
     path: str = ""
     method: Literal["GET", "POST"] | None = None
@@ -209,6 +221,7 @@ class SourceConfig(_Frozen):
     """Statuses that mean "past the last page" on a page after the first (e.g. 404)."""
     max_response_size: ByteSize = Field(default=ByteSize(256 * 1024 * 1024), gt=0)
     limits: list[LimitWindow] = Field(default_factory=list)
+    rate_limit_headers: list[RateLimitHeaders] = Field(default_factory=list)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     streams: dict[str, StreamConfig]
 

@@ -77,6 +77,10 @@ class State:
     """When the open pass started (our clock), to recognise rows it already stored."""
     pass_drift: bool = False
     """Records moved in the listing during the open pass: it must be read again."""
+    pass_requests: int = 0
+    """Requests the open pass has sent so far (across runs)."""
+    last_pass_requests: int | None = None
+    """Requests the last complete pass cost: what ``sync --plan`` expects the next to cost."""
     run_id: str | None = None
     status: str | None = None
     error: str | None = None
@@ -194,6 +198,11 @@ class Store(Protocol):
     def observe_server(self, scope: str, windows: Sequence[ServerWindow]) -> None: ...
 
     def window_used(self, scope: str, window: WindowSpec) -> int: ...
+
+    def window_usage(self, scope: str, window: WindowSpec) -> tuple[int, float | None]:
+        """Calls counting against ``window`` now, and when (epoch seconds) the oldest of
+        them stops counting (``None``: none counts)."""
+        ...
 
     def server_windows(self, scope: str | None = None) -> list[dict[str, Any]]: ...
 

@@ -39,7 +39,7 @@ from syncline.stores.base import (
 
 __all__ = ["SQLiteStore", "quote_identifier"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _META_COLUMNS = ("_data", "_updated_at", "_synced_at")
 
 _SCHEMA = """
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS _syncline_state (
     requests INTEGER NOT NULL DEFAULT 0, updated_at TEXT,
     pass_restarts INTEGER NOT NULL DEFAULT 0, not_before TEXT,
     pass_started TEXT, pass_drift INTEGER NOT NULL DEFAULT 0,
+    pass_requests INTEGER NOT NULL DEFAULT 0, last_pass_requests INTEGER,
     PRIMARY KEY (source, stream, partition)
 );
 CREATE TABLE IF NOT EXISTS _syncline_leases (
@@ -73,6 +74,7 @@ _STATE_COLUMNS = (
     "watermark", "cursor", "position", "pass_filter", "pass_max",
     "run_id", "status", "error", "records", "pages", "requests", "updated_at",
     "pass_restarts", "not_before", "pass_started", "pass_drift",
+    "pass_requests", "last_pass_requests",
 )  # fmt: skip
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # version reached -> statements that bring the previous version there
@@ -81,6 +83,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE _syncline_state ADD COLUMN not_before TEXT",
         "ALTER TABLE _syncline_state ADD COLUMN pass_started TEXT",
         "ALTER TABLE _syncline_state ADD COLUMN pass_drift INTEGER NOT NULL DEFAULT 0",
+    ),
+    3: (
+        "ALTER TABLE _syncline_state ADD COLUMN pass_requests INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE _syncline_state ADD COLUMN last_pass_requests INTEGER",
     ),
 }
 _JSON_STATE = frozenset({"watermark", "cursor", "position", "pass_filter", "pass_max"})
@@ -317,8 +323,11 @@ class SQLiteStore:
             sqlite_quota.observe_server(self._db, scope, windows, lease_now())
 
     def window_used(self, scope: str, window: WindowSpec) -> int:
+        return self.window_usage(scope, window)[0]
+
+    def window_usage(self, scope: str, window: WindowSpec) -> tuple[int, float | None]:
         with self._lock:
-            return sqlite_quota.window_used(self._db, scope, window, lease_now())
+            return sqlite_quota.window_usage(self._db, scope, window, lease_now())
 
     def server_windows(self, scope: str | None = None) -> list[dict[str, Any]]:
         with self._lock:

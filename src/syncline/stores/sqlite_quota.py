@@ -27,7 +27,7 @@ __all__ = [
     "server_windows",
     "settle_permit",
     "take_permit",
-    "window_used",
+    "window_usage",
 ]
 
 QUOTA_SCHEMA = """
@@ -157,14 +157,17 @@ def observe_server(
         )
 
 
-def window_used(db: sqlite3.Connection, scope: str, window: WindowSpec, now: float) -> int:
-    """Calls that still count against ``window`` at ``now``."""
-    row = db.execute(
-        "SELECT coalesce(sum(used), 0) FROM _syncline_quota "
-        "WHERE scope = ? AND window = ? AND bucket >= ?",
+def window_usage(
+    db: sqlite3.Connection, scope: str, window: WindowSpec, now: float
+) -> tuple[int, float | None]:
+    """Calls that still count against ``window`` at ``now``, and when the oldest stops counting."""
+    width = window.per / BUCKETS
+    used, oldest = db.execute(
+        "SELECT coalesce(sum(used), 0), min(bucket) FROM _syncline_quota "
+        "WHERE scope = ? AND window = ? AND bucket >= ? AND used > 0",
         (scope, window.key, window.bucket(now - window.per)),
     ).fetchone()
-    return int(row[0])
+    return int(used), None if oldest is None else (oldest + 1) * width + window.per
 
 
 def server_windows(db: sqlite3.Connection, scope: str | None, now: float) -> list[dict[str, Any]]:
