@@ -3,7 +3,8 @@
 For each paginator (page_number, cursor): 100,000 records (~400 B each) at page
 size 1000, syncline and the baseline each in a fresh process (peak RSS is read
 from the kernel with wait4), best of REPEATS. Then syncline alone at 1,000,000
-records for memory. Prints a table and writes bench/results/latest.json.
+records for memory. Then the call-budget scenario (bench/quota.py). Prints
+tables and writes bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import quota  # bench/quota.py: the script's directory is on sys.path
 from syncline.sandbox import SandboxProcess
 
 HERE = Path(__file__).resolve().parent
@@ -85,6 +87,8 @@ def main() -> None:
         f"{big['records_per_s']:,.0f} records/s, peak RSS {big['peak_rss_mib']:.1f} MiB "
         f"= {big['rss_ratio_vs_100k']:.2f} x the 100k run"
     )
+    report["quota"] = quota.main()
+    quota.print_report(report["quota"])
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2))
