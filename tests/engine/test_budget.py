@@ -150,3 +150,34 @@ def test_a_sources_own_rate_limit_header_names_are_learned(tmp_path: Path) -> No
     with sqlite3.connect(tmp_path / "store.db") as conn:
         names = {row[0] for row in conn.execute("SELECT name FROM _syncline_quota_server")}
     assert names == {"burst"}
+
+
+class TwoTenants(LimitedServer):
+    """One window shared by two tenants; ``big`` has 12 pages, ``small`` 2."""
+
+    def __init__(self) -> None:
+        super().__init__(calls=3, per=0.3)
+        self.finished: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        tenant = request.url.params["tenant"]
+        self.pages = 12 if tenant == "big" else 2
+        response = super().__call__(request)
+        if response.status_code == 200 and response.json()["next"] is None:
+            self.finished.append(tenant)
+        return response
+
+
+def test_a_shared_window_is_shared_fairly_a_big_tenant_does_not_starve_a_small_one(
+    tmp_path: Path,
+) -> None:
+    server = TwoTenants()
+    stream = {**cursor_stream(), "params": {"tenant": "{tenant}"}}
+    limits = [{"calls": 3, "per": 0.3, "scope": "source"}]
+    summary = run(
+        tmp_path, {"items": stream}, server, partitions={"tenant": ["big", "small"]}, limits=limits
+    )
+    assert summary.ok
+    assert server.refused == 0
+    assert server.finished == ["small", "big"]  # small's 2 calls were not queued behind 12
+    assert set(summary.scopes()) == {"sb[tenant=big]", "sb[tenant=small]"}
