@@ -17,6 +17,11 @@ tokens and rotating refresh tokens (``/oauth/token``).  To test and benchmark a
 client's call budgeting it can also enforce real per-tenant rate limits
 (``/_admin/limits``: sliding and fixed windows, 429 + ``Retry-After``, and
 ``X-RateLimit-*``, Exact Online or IETF ``RateLimit`` headers).
+
+It also mounts faithful emulations of four real APIs (Fatture in Cloud,
+démarches-simplifiées, Inxmail, Exact Online) under their own prefixes, so a
+client config written for the real service can be tested by changing only its
+``base_url`` (see :mod:`.seeds` and ``docs/sandbox-seeds.md``).
 """
 
 from syncline.sandbox.app import create_app

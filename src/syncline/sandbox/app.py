@@ -13,13 +13,15 @@ on a single event-loop thread and the dataset needs no locks.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from syncline.sandbox.admin import admin_routes
 from syncline.sandbox.common import (
@@ -42,6 +44,7 @@ from syncline.sandbox.limit_config import LimitsConfig
 from syncline.sandbox.limit_middleware import RateLimitGate
 from syncline.sandbox.limiter import RateLimiter
 from syncline.sandbox.oauth import OAuthServer, OAuthSettings, token_endpoint
+from syncline.sandbox.seeds import build_seed_apis
 
 
 def _since(request: Request) -> str | None:
@@ -183,6 +186,7 @@ def create_app(
     oauth: OAuthSettings | None = None,
     faults: FaultConfig | None = None,
     limits: LimitsConfig | None = None,
+    seeds: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Starlette:
     """Build the sandbox app around ``dataset`` (default: ``Dataset()``).
 
@@ -192,7 +196,10 @@ def create_app(
     too.  ``faults`` starts the app with that fault configuration (see
     :mod:`.faults`); ``/_admin/faults`` changes it at run time.  ``limits``
     likewise starts it with per-tenant rate limits (see :mod:`.limiter`;
-    ``/_admin/limits`` at run time).
+    ``/_admin/limits`` at run time).  ``seeds`` gives launch configs of the real-API
+    emulations by name (see :mod:`.seeds`), which are always mounted under their
+    own prefixes; the global gate, limits and faults only see :data:`DATA_PATHS`,
+    so they never apply there (the emulations do their own auth and limits).
     """
     dataset = Dataset() if dataset is None else dataset
     state = SandboxState(
@@ -204,7 +211,8 @@ def create_app(
         limits=RateLimiter(limits),
     )
     state.faults.configure(faults)
-    routes = [
+    seed_apis = build_seed_apis(seeds)
+    routes: list[BaseRoute] = [
         Route("/page/items", page_items),
         Route("/page0/items", page0_items),
         Route("/offset/items", offset_items),
@@ -218,6 +226,7 @@ def create_app(
     ]
     if oauth is not None:
         routes.append(Route("/oauth/token", token_endpoint, methods=["POST"]))
+    routes += [Mount(api.prefix, app=api.asgi_app()) for api in seed_apis]
     app = Starlette(
         routes=routes,
         # Outermost first: only requests the gate lets through (and counts) are
@@ -230,4 +239,5 @@ def create_app(
         exception_handlers={BadRequestError: bad_request_handler},
     )
     app.state.sandbox = state
+    app.state.seeds = {api.name: api for api in seed_apis}
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import ipaddress
+import json
 import os
 import queue
 import signal
@@ -24,6 +25,7 @@ import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any, Self
+from urllib.parse import urlencode
 
 import httpx
 import uvicorn
@@ -40,6 +42,7 @@ from syncline.sandbox.limit_config import (
     parse_limits_config,
 )
 from syncline.sandbox.oauth import OAuthSettings
+from syncline.sandbox.seeds import SEED_APIS, build_seed_apis
 
 READY_PREFIX = "syncline sandbox listening on "
 
@@ -87,12 +90,15 @@ def serve(
     oauth: OAuthSettings | None = None,
     faults: FaultConfig | None = None,
     limits: LimitsConfig | None = None,
+    seeds: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Serve the sandbox until SIGINT/SIGTERM (blocking); loopback only."""
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    app = create_app(Dataset(records, seed), token=token, oauth=oauth, faults=faults, limits=limits)
+    app = create_app(
+        Dataset(records, seed), token=token, oauth=oauth, faults=faults, limits=limits, seeds=seeds
+    )
     config = uvicorn.Config(
         DateHeader(app),  # the app owns Date, so faults can set it exactly
         loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
@@ -189,6 +195,26 @@ def _oauth_settings(
         parser.error(str(exc))
 
 
+def _seed_configs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> dict[str, dict[str, Any]] | None:
+    """``--seed-config JSON``: launch configs of the real-API emulations, by name."""
+    if args.seed_config is None:
+        return None
+    try:
+        configs = json.loads(args.seed_config)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--seed-config is not JSON: {exc}")
+    if not isinstance(configs, dict) or not all(isinstance(v, dict) for v in configs.values()):
+        parser.error('--seed-config must be an object like {"exact": {"daily_limit": 100}}')
+    try:
+        build_seed_apis(configs)  # validate now, with a CLI error instead of a traceback
+    except BadRequestError as exc:
+        parser.error(f"--seed-config: {exc.message}")
+    result: dict[str, dict[str, Any]] = configs
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m syncline.sandbox",
@@ -218,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     limits.add_argument(
         "--limit-headers", choices=HEADER_STYLES, help="rate-limit headers on data responses"
     )
+    seeds = parser.add_argument_group("real-API emulations (see POST /<prefix>/__config)")
+    seeds.add_argument(
+        "--seed-config",
+        metavar="JSON",
+        help=f"launch configs by API name ({', '.join(SEED_APIS)}), e.g. "
+        '\'{"exact": {"minutely_limit": 5}}\'',
+    )
     args = parser.parse_args(argv)
     serve(
         args.host,
@@ -228,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         oauth=_oauth_settings(parser, args),
         faults=_fault_config(parser, args),
         limits=_limits_config(parser, args),
+        seeds=_seed_configs(parser, args),
     )
     return 0
 
@@ -259,9 +293,11 @@ class SandboxProcess:
         *,
         oauth_client: tuple[str, str] | None = None,
         oauth_ttl: float = 3600.0,
+        seed_config: dict[str, dict[str, Any]] | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
         self.records_count = records
+        self.seed_launch_config = seed_config
         self.seed = seed
         self.token = token
         self.oauth_client = oauth_client
@@ -297,6 +333,8 @@ class SandboxProcess:
                 "--oauth-ttl",
                 str(self.oauth_ttl),
             ]
+        if self.seed_launch_config is not None:
+            command += ["--seed-config", json.dumps(self.seed_launch_config)]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=_child_env()
@@ -442,3 +480,76 @@ class SandboxProcess:
     def oauth_stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._admin("GET", "/_admin/oauth")
         return result
+
+    # -- real-API emulations (see syncline.sandbox.seeds) ---------------------
+
+    @staticmethod
+    def _seed_prefix(api: str) -> str:
+        """The mount prefix of ``api`` (a name such as ``"exact"``, or the prefix itself)."""
+        if api in SEED_APIS:
+            return SEED_APIS[api].prefix
+        for seed_api in SEED_APIS.values():
+            if api in {seed_api.prefix, seed_api.prefix.lstrip("/")}:
+                return seed_api.prefix
+        raise ValueError(f"unknown seed API {api!r}; known: {sorted(SEED_APIS)}")
+
+    def seed_url(self, api: str) -> str:
+        """The emulation's base URL, e.g. ``http://127.0.0.1:PORT/exact``."""
+        return f"{self.base_url}{self._seed_prefix(api)}"
+
+    def seed_stats(self, api: str) -> dict[str, Any]:
+        """``{"tenants": {t: {"requests", "rate_limited", "statuses"}}, "total", ...}``."""
+        result: dict[str, Any] = self._admin("GET", f"{self._seed_prefix(api)}/__stats")
+        return result
+
+    def seed_reset_stats(self, api: str) -> None:
+        self._admin("POST", f"{self._seed_prefix(api)}/__stats/reset")
+
+    def seed_config(self, api: str, **config: Any) -> dict[str, Any]:
+        """Change config fields (no arguments: just read it); returns the full config."""
+        path = f"{self._seed_prefix(api)}/__config"
+        result: dict[str, Any] = (
+            self._admin("POST", path, config) if config else self._admin("GET", path)
+        )
+        return result
+
+    def seed_reset(self, api: str, **overrides: Any) -> dict[str, Any]:
+        """Launch config (plus ``overrides``), regenerated data, zero stats; returns the config."""
+        path = f"{self._seed_prefix(api)}/__reset"
+        result: dict[str, Any] = self._admin("POST", path, overrides)
+        return result
+
+    def seed_mutate(
+        self,
+        api: str,
+        tenant: str,
+        update: int = 0,
+        insert: int = 0,
+        delete: int = 0,
+        *,
+        update_ids: list[Any] | None = None,
+        delete_ids: list[Any] | None = None,
+    ) -> dict[str, Any]:
+        """Deterministically change one tenant's data; returns the touched record ids."""
+        body = {
+            "tenant": tenant,
+            "update": update,
+            "insert": insert,
+            "delete": delete,
+            "update_ids": update_ids,
+            "delete_ids": delete_ids,
+        }
+        result: dict[str, Any] = self._admin("POST", f"{self._seed_prefix(api)}/__mutate", body)
+        return result
+
+    def seed_records(self, api: str, tenant: str) -> list[dict[str, Any]]:
+        """Every live record of ``tenant`` in the API's fullest shape, sorted by id."""
+        query = urlencode({"tenant": tenant})
+        response = self._admin("GET", f"{self._seed_prefix(api)}/__records?{query}")
+        result: list[dict[str, Any]] = response["records"]
+        return result
+
+    def seed_expire_tokens(self) -> int:
+        """Inxmail: revoke every issued sync token (their next use is a 410)."""
+        expired: int = self._admin("POST", "/inxmail/__expire-tokens")["expired"]
+        return expired
