@@ -32,6 +32,7 @@ def test_public_names_are_exactly_these() -> None:
             "TransientError",
             "UnsafeNextLink",
             "__version__",
+            "changes",
             "config_from_dict",
             "iter_records",
             "load_config",

@@ -4,7 +4,7 @@ The public surface is exactly ``__all__``; everything else is private and may
 change. A test pins this list.
 """
 
-from syncline.api import iter_records, sync
+from syncline.api import changes, iter_records, sync
 from syncline.config import Config, config_from_dict, load_config
 from syncline.engine import JobResult, SyncSummary
 from syncline.errors import (
@@ -45,6 +45,7 @@ __all__ = [
     "TransientError",
     "UnsafeNextLink",
     "__version__",
+    "changes",
     "config_from_dict",
     "iter_records",
     "load_config",

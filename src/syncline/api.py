@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from syncline.changes import iter_changes
 from syncline.config import Config, load_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
 from syncline.errors import ConfigError
@@ -19,9 +20,9 @@ from syncline.paginate import make_paginator
 from syncline.plan import plan_jobs
 from syncline.records import RecordShaper
 from syncline.redact import Redactor
-from syncline.stores import State
+from syncline.stores import State, open_store
 
-__all__ = ["iter_records", "sync"]
+__all__ = ["changes", "iter_records", "sync"]
 
 
 def _config(config: Config | str | os.PathLike[str]) -> Config:
@@ -103,3 +104,26 @@ def iter_records(
                 loop.run_until_complete(client.__aexit__(None, None, None))
     finally:
         loop.close()
+
+
+def changes(
+    config: Config | str | os.PathLike[str],
+    *,
+    since: str | None = None,
+    streams: Sequence[str] = (),
+    run_id: str | None = None,
+    records: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """The change feed of the config's store, oldest first: one dict per insert, update or
+    delete, with the record as now stored (``records=False`` leaves it out).
+
+    ``since``: a run id (what came after that run) or an ISO time.
+    """
+    cfg = _config(config)
+    store = open_store(cfg.store)
+    try:
+        yield from iter_changes(
+            cfg, store, since=since, streams=streams, run_id=run_id, records=records
+        )
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ nothing failed); 4 some jobs busy in another process; 130 interrupted (SIGINT);
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from syncline.budget.forecast import forecast
 from syncline.budget.report import quota_report
+from syncline.changes import iter_changes
 from syncline.config import Config, load_config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
 from syncline.errors import ConfigError, StoreError, SynclineError
@@ -109,6 +111,13 @@ def cli(log_level: str) -> None:
     help="Send nothing: estimate each job's calls against the budgets left and show the plan.",
 )
 @click.option(
+    "--changes",
+    "changes_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append this run's changes (insert/update/delete, with the record) as JSON lines.",
+)
+@click.option(
     "--max-calls",
     type=click.IntRange(1),
     default=None,
@@ -125,6 +134,7 @@ def sync(
     ignore_deferral: bool,
     max_calls: int | None,
     plan_only: bool,
+    changes_file: Path | None,
 ) -> None:
     """Copy the selected streams into the store; only what changed when incremental."""
     config = _load(config_path)
@@ -166,11 +176,28 @@ def sync(
         sys.exit(stop.exit_code)
     except SynclineError as exc:
         _fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED)
+    if changes_file is not None:
+        _append_changes(config, changes_file, summary.run_id)
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
     else:
         _print_summary(summary)
     sys.exit(EXIT_BY_OUTCOME[summary.outcome])
+
+
+def _append_changes(config: Config, path: Path, run_id: str) -> None:
+    """Append one run's changes as JSON lines, flushed and fsynced (downstream reads them)."""
+    store = _open(config)
+    try:
+        with path.open("a", encoding="utf-8") as out:
+            for entry in iter_changes(config, store, run_id=run_id):
+                out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        _fail(f"cannot write the changes to {path}: {exc.strerror}", EXIT_FAILED)
+    finally:
+        store.close()
 
 
 def _print_plan(
@@ -217,6 +244,13 @@ def _print_summary(summary: SyncSummary) -> None:
         )
     if summary.rejected:
         click.echo("  rejected records are in the _syncline_rejects table, with the reason")
+    changed = summary.changed()
+    if any(changed.values()):
+        click.echo(
+            "  changes: "
+            + ", ".join(f"{count} {kind}" for kind, count in changed.items())
+            + " (`syncline changes` lists them)"
+        )
     for scope, spent in summary.scopes().items():
         if spent["rate_limited"] or spent["waited"]:
             click.echo(
@@ -368,6 +402,53 @@ def quota(config_path: Path, as_json: bool) -> None:
 
 def _text(value: object) -> str:
     return "" if value is None else str(value)
+
+
+@cli.command(name="changes")
+@config_option
+@click.option("--since", default=None, help="A run id (what came after it) or an ISO time.")
+@click.option("--stream", "streams", multiple=True, help="Only this stream (NAME or SOURCE.NAME).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["jsonl", "table"]),
+    default="jsonl",
+    show_default=True,
+)
+@click.option("--no-records", is_flag=True, help="Leave the records out (keys and kinds only).")
+def changes_command(
+    config_path: Path,
+    since: str | None,
+    streams: Sequence[str],
+    output_format: str,
+    no_records: bool,
+) -> None:
+    """Print the change feed: every insert, update and delete the syncs recorded."""
+    config = _load(config_path)
+    store = _open(config)
+    try:
+        entries = iter_changes(config, store, since=since, streams=streams, records=not no_records)
+        if output_format == "jsonl":
+            for entry in entries:
+                click.echo(json.dumps(entry, ensure_ascii=False))
+            return
+        table = Table("id", "run", "stream", "partition", "key", "kind", "changed at")
+        for entry in entries:
+            partition = ",".join(f"{k}={v}" for k, v in entry["partition"].items())
+            table.add_row(
+                str(entry["id"]),
+                (entry["run_id"] or "")[:8],
+                f"{entry['source']}.{entry['stream']}",
+                partition,
+                json.dumps(entry["key"]),
+                entry["kind"],
+                entry["changed_at"],
+            )
+        Console().print(table)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    finally:
+        store.close()
 
 
 @cli.group(name="config")

@@ -29,7 +29,7 @@ from syncline.budget.permits import (
     scope_windows,
 )
 from syncline.config import Config
-from syncline.config.strategies import WatermarkIncremental
+from syncline.config.strategies import NoIncremental, WatermarkIncremental
 from syncline.errors import (
     LeaseHeld,
     QuotaExhausted,
@@ -45,9 +45,9 @@ from syncline.leases import DEFAULT_TTL, held_lease, holder_name
 from syncline.pages import FetchedPage, walk_pages
 from syncline.paginate import DriftAware, Paginator, make_paginator
 from syncline.plan import Job, plan_jobs
-from syncline.records import RecordShaper
+from syncline.records import RecordShaper, ShapedPage
 from syncline.redact import Redactor
-from syncline.stores import Lease, RunRecord, State, Store, open_store
+from syncline.stores import Lease, PageChanges, RunRecord, State, Store, Sweep, open_store
 from syncline.timestamps import parse_iso
 
 log = logging.getLogger("syncline")
@@ -75,6 +75,10 @@ class JobResult:
     """429s (and other "slow down" answers) received."""
     waited: float = 0.0
     """Seconds spent waiting for call permits."""
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    """What the committed pages changed in the store (the change feed's counts)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,6 +116,13 @@ class SyncSummary:
     def rejected(self) -> int:
         return sum(result.rejected for result in self.streams)
 
+    def changed(self) -> dict[str, int]:
+        """Rows inserted, updated and deleted in the store by this run."""
+        return {
+            kind: sum(getattr(result, kind) for result in self.streams)
+            for kind in ("inserted", "updated", "deleted")
+        }
+
     def scopes(self) -> dict[str, dict[str, float]]:
         """Calls spent, 429s received and seconds waited, per budget scope."""
         totals: dict[str, dict[str, float]] = {}
@@ -131,6 +142,7 @@ class SyncSummary:
             "records": self.records,
             "requests": self.requests,
             "rejected": self.rejected,
+            **self.changed(),
             "scopes": self.scopes(),
             "streams": [result.as_dict() for result in self.streams],
         }
@@ -278,11 +290,7 @@ async def _sync_passes(
     mode = job.stream.incremental
     committed.not_before = None
     if options.full_refresh or committed.position is None:
-        start_pass(job.stream, paginator, committed, full_refresh=options.full_refresh)
-        committed.pass_restarts, committed.pass_drift = 0, False
-        committed.pass_requests = 0
-        committed.pass_started = _now()
-        _warn_if_future(job, committed)
+        _open_pass(job, paginator, committed, options.full_refresh)
     # Positional listings (pages, offsets) sorted by modification time shift when a
     # record we already read is updated and moves to the end: watch for that.
     watch_moves = isinstance(paginator, DriftAware) and job.stream.updated_at is not None
@@ -327,10 +335,11 @@ async def _sync_passes(
                 state.pass_restarts = 0
                 state.status = "ok"
             _count_page(state, len(shaped.rows), counter.sent - result.requests)
-            await asyncio.to_thread(
-                store.commit_page, table, shaped.rows, state, lease=lease, rejects=shaped.rejects
-            )
+            changes = await asyncio.to_thread(_commit, store, job, shaped, committed, state, lease)
             committed = state
+            result.inserted += changes.inserted
+            result.updated += changes.updated
+            result.deleted += changes.deleted
             failpoint("engine.page_committed")
             result.records += len(shaped.rows)
             result.rejected += len(shaped.rejects)
@@ -339,6 +348,42 @@ async def _sync_passes(
             listener.page_committed(job, len(shaped.rows), counter.sent)
             if committed.position is None or fetched.next_position is None:
                 break
+
+
+def _open_pass(job: Job, paginator: Paginator, state: State, full_refresh: bool) -> None:
+    start_pass(job.stream, paginator, state, full_refresh=full_refresh)
+    state.pass_restarts, state.pass_drift = 0, False
+    state.pass_requests = 0
+    state.pass_started = _now()
+    _warn_if_future(job, state)
+
+
+def _commit(
+    store: Store, job: Job, shaped: ShapedPage, before: State, after: State, lease: Lease
+) -> PageChanges:
+    return store.commit_page(
+        job.table,
+        shaped.rows,
+        after,
+        lease=lease,
+        rejects=shaped.rejects,
+        deletes=shaped.deletes,
+        sweep=_sweep(job, before, after),
+    )
+
+
+def _sweep(job: Job, before: State, after: State) -> Sweep | None:
+    """The deletions a complete full pass proves: what it did not see (``detect_deletes``).
+
+    Only when this page completes the pass (``after.position`` is ``None``):
+    an interrupted pass proves nothing, and its rows are never swept.
+    """
+    mode = job.stream.incremental
+    if not isinstance(mode, NoIncremental) or not mode.detect_deletes:
+        return None
+    if after.position is not None or before.pass_started is None:
+        return None
+    return Sweep(tuple(job.partition.values()), before.pass_started)
 
 
 def _count_page(state: State, records: int, requests: int) -> None:
@@ -543,6 +588,9 @@ async def run_sync(
             run.records, run.requests = summary.records, summary.requests
             run.errors = [r.as_dict() for r in summary.streams if r.status != "ok"]
             store.finish_run(run)
+            if config.changes_retention is not None:
+                horizon = datetime.now(UTC) - timedelta(seconds=config.changes_retention)
+                store.prune_changes(_stamp(horizon))
     finally:
         if own_store:
             store.close()

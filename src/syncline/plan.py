@@ -52,6 +52,7 @@ class Job:
             name=self.stream.table or self.stream_name,
             partition_columns=tuple(self.partition),
             key_columns=self.stream.primary_keys,
+            on_delete=self.stream.on_delete,
         )
 
     def base_request(self) -> RequestSpec:

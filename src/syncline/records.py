@@ -100,6 +100,8 @@ class ShapedPage:
     rows: list[Row] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     newest: tuple[Comparable, Any] | None = None
+    deletes: list[Row] = field(default_factory=list)
+    """Tombstones: records the stream's ``deleted`` predicate says were deleted."""
 
 
 class RecordShaper:
@@ -116,6 +118,7 @@ class RecordShaper:
         self._zone: tzinfo = ZoneInfo(zone_name) if zone_name else UTC
         self._warn_zoneless = zone_name is None and self._updated_at is not None
         self.updated_at_path = stream.updated_at
+        self._deleted = compile_path(stream.deleted) if stream.deleted else None
 
     def select(self, body: Any) -> list[Any]:
         if self.graphql and isinstance(body, dict) and body.get("errors"):
@@ -173,7 +176,11 @@ class RecordShaper:
                 updated = normalize(raw, zone)
                 if updated is not None and (newest is None or _newer(updated, newest[0])):
                     newest = (updated, raw)
-            rows.append((*partition_values, *key, data, updated))
+            row = (*partition_values, *key, data, updated)
+            if self._deleted is not None and _truthy(self._deleted(record)):
+                shaped.deletes.append(row)
+            else:
+                rows.append(row)
         shaped.newest = newest
         return shaped
 
@@ -193,6 +200,15 @@ class RecordShaper:
                 raise BadPayload(f"record {index} has a primary key {name!r} that is not UTF-8")
             key.append(value)
         return key
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath truth: false, null, empty strings, lists and objects are false; 0 is true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str | list | dict):
+        return len(value) > 0
+    return True
 
 
 def _as_text(record: Any) -> str:

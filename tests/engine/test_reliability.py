@@ -18,6 +18,7 @@ import pytest
 from syncline import sync
 from syncline.engine import run_sync
 from syncline.stores import SQLiteStore, StateKey
+from syncline.stores.sqlite import SCHEMA_VERSION
 from tests.conftest import make_config, state_rows, stored
 from tests.engine.test_guards import BASE, Handler, cursor_stream, items
 
@@ -408,7 +409,7 @@ def test_a_version_1_store_is_migrated_in_place_to_the_current_version(tmp_path:
     assert state.last_pass_requests is None
     store.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM _syncline_meta").fetchone() == ("3",)
+        assert conn.execute("SELECT value FROM _syncline_meta").fetchone() == (str(SCHEMA_VERSION),)
 
 
 def test_a_new_store_file_is_private(tmp_path: Path) -> None:

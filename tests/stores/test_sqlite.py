@@ -56,7 +56,7 @@ def test_same_key_twice_in_one_page_keeps_the_newest(store: SQLiteStore) -> None
 
 def test_page_and_checkpoint_roll_back_together(store: SQLiteStore) -> None:
     store.commit_page(TABLE, [row(1, {"v": "a"}, None)], State(KEY, position={"page": 2}))
-    broken = [row(2, {"v": "b"}, None), (1, 3)]  # wrong arity: the insert fails mid-page
+    broken = [row(2, {"v": "b"}, None), (1, 3, "{}", None, "extra")]  # the 2nd insert fails
 
     with pytest.raises(StoreError, match="writing items"):
         store.commit_page(TABLE, broken, State(KEY, position={"page": 3}))

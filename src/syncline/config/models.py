@@ -129,8 +129,12 @@ class StreamConfig(_Frozen):
     """Who gets call permits first; only ``high`` may spend a limit's reserve."""
     weight: int = Field(default=1, gt=0)
     """Calls one request of this stream costs against the limits."""
+    deleted: str | None = None
+    """A JMESPath predicate on a record that marks it as a tombstone (``deleted == `true```)."""
+    on_delete: Literal["soft", "hard"] = "soft"
+    """A deleted record's row stays with ``_deleted_at`` set (soft), or goes (hard)."""
 
-    _check_records = field_validator("records", "updated_at")(check_expression)
+    _check_records = field_validator("records", "updated_at", "deleted")(check_expression)
 
     @field_validator("primary_key")
     @classmethod
@@ -288,6 +292,8 @@ class Config(_Frozen):
     store: str = "sqlite:///syncline.db"
     lease_ttl: Seconds = Field(default=60.0, gt=0)
     """How long a crashed process keeps others off its (stream, partition)."""
+    changes_retention: Seconds | None = Field(default=30 * 86400.0, gt=0)
+    """How long the change feed keeps an entry (``null``: for ever)."""
     sources: dict[str, SourceConfig]
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: Path | None = Field(default=None, exclude=True)

@@ -140,7 +140,11 @@ PaginateConfig = Annotated[
 
 
 class NoIncremental(_Frozen):
+    """Read everything every time (the API offers no change filter)."""
+
     type: Literal["none", "full"] = "none"
+    detect_deletes: bool = False
+    """Rows a complete pass did not see are marked deleted (never after an incomplete one)."""
 
 
 class WatermarkIncremental(_Frozen):

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from syncline.errors import ConfigError
 from syncline.stores.base import (
+    Change,
     Lease,
+    PageChanges,
     Reject,
     Row,
     RunRecord,
     State,
     StateKey,
     Store,
+    Sweep,
     TableSpec,
     WindowSpec,
 )
 from syncline.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "Change",
     "Lease",
+    "PageChanges",
     "Reject",
     "Row",
     "RunRecord",
@@ -25,6 +30,7 @@ __all__ = [
     "State",
     "StateKey",
     "Store",
+    "Sweep",
     "TableSpec",
     "WindowSpec",
     "open_store",

@@ -8,7 +8,7 @@ position covers are exactly the rows that were committed with it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,13 +17,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEDGER_BUCKETS",
+    "Change",
     "Lease",
+    "PageChanges",
     "Reject",
     "Row",
     "RunRecord",
     "State",
     "StateKey",
     "Store",
+    "Sweep",
     "TableSpec",
     "WindowSpec",
 ]
@@ -40,6 +43,8 @@ class TableSpec:
     name: str
     partition_columns: tuple[str, ...]
     key_columns: tuple[str, ...]
+    on_delete: str = "soft"
+    """``soft``: a deleted record's row stays, with ``_deleted_at`` set; ``hard``: it goes."""
 
     @property
     def identity_columns(self) -> tuple[str, ...]:
@@ -120,6 +125,44 @@ class WindowSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class PageChanges:
+    """What one committed page changed in its table (as recorded in the change feed)."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    """Records read again exactly as stored (a full poll's re-reads): no change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change feed: a record inserted, updated or deleted by a run."""
+
+    id: int
+    run_id: str | None
+    source: str
+    stream: str
+    partition: str
+    """Canonical JSON of the partition values (``{}`` when unpartitioned)."""
+    key: list[Any]
+    kind: str
+    """``insert``, ``update`` or ``delete``."""
+    changed_at: str
+    updated_at: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """After a complete full pass: the partition's live rows it did not see were deleted."""
+
+    partition: tuple[Any, ...]
+    """The partition's values, in ``TableSpec.partition_columns`` order."""
+    seen_since: str
+    """When the pass started: rows synced before it were not seen by it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """A record quarantined instead of stored, with the reason a user can act on."""
 
@@ -152,8 +195,12 @@ class Store(Protocol):
         *,
         lease: Lease | None = None,
         rejects: Sequence[Reject] = (),
-    ) -> None:
-        """Upsert ``rows`` (newest wins), quarantine ``rejects`` and save ``state``, atomically.
+        deletes: Sequence[Row] = (),
+        sweep: Sweep | None = None,
+    ) -> PageChanges:
+        """Upsert ``rows`` (newest wins), apply the tombstones ``deletes`` and the ``sweep``,
+        quarantine ``rejects``, record every change in the change feed and save ``state``,
+        atomically.
 
         With ``lease``, the commit first proves the lease is still ours and extends
         it; otherwise it raises :class:`~syncline.errors.LeaseLost` and writes nothing.
@@ -229,7 +276,35 @@ class Store(Protocol):
 
     def all_states(self) -> list[State]: ...
 
-    def count_rows(self, table: str, partition_columns: dict[str, Any]) -> int | None: ...
+    def count_rows(self, table: str, partition_columns: dict[str, Any]) -> int | None:
+        """Live rows (not deleted) of one partition; ``None`` when the table does not exist."""
+        ...
+
+    def changes(
+        self,
+        *,
+        after_id: int = 0,
+        since: str | None = None,
+        run_id: str | None = None,
+        streams: Sequence[tuple[str, str]] = (),
+    ) -> Iterator[Change]:
+        """The change feed in commit order: entries after ``after_id``, changed at or after
+        ``since``, of one run, of some (source, stream) pairs."""
+        ...
+
+    def last_change_of(self, run_id: str) -> int | None:
+        """The id of the last change ``run_id`` recorded (``None``: it recorded none)."""
+        ...
+
+    def prune_changes(self, before: str) -> int:
+        """Drop feed entries changed before ``before`` (retention); returns how many."""
+        ...
+
+    def fetch_rows(
+        self, table: TableSpec, identities: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], str]:
+        """The stored ``_data`` of each identity (partition values + key) that is live."""
+        ...
 
     def start_run(self, run: RunRecord) -> None: ...
 

@@ -25,22 +25,28 @@ import stamina
 from syncline.budget.headers import ServerWindow
 from syncline.errors import LeaseHeld, LeaseLost, StoreError
 from syncline.failpoints import failpoint
-from syncline.stores import sqlite_quota
+from syncline.stores import sqlite_changes, sqlite_quota
 from syncline.stores.base import (
+    Change,
     Lease,
+    PageChanges,
     Reject,
     Row,
     RunRecord,
     State,
     StateKey,
+    Sweep,
     TableSpec,
     WindowSpec,
 )
+from syncline.stores.sql import quote_identifier
 
 __all__ = ["SQLiteStore", "quote_identifier"]
 
-SCHEMA_VERSION = 3
-_META_COLUMNS = ("_data", "_updated_at", "_synced_at")
+SCHEMA_VERSION = 4
+_META_COLUMNS = ("_data", "_updated_at", "_synced_at", "_hash", "_deleted_at")
+_ADDED_COLUMNS = {"_hash": "TEXT", "_deleted_at": "TEXT"}
+"""Meta columns a stream table created by an older syncline lacks (added on first use)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _syncline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,15 +94,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE _syncline_state ADD COLUMN pass_requests INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE _syncline_state ADD COLUMN last_pass_requests INTEGER",
     ),
+    4: (),  # the change feed (a new table) and stream tables' _hash/_deleted_at (ensure_table)
 }
 _JSON_STATE = frozenset({"watermark", "cursor", "position", "pass_filter", "pass_max"})
-
-
-def quote_identifier(name: str) -> str:
-    """The one way an identifier enters SQL: double-quoted, inner quotes doubled."""
-    if "\x00" in name:
-        raise StoreError(f"identifier {name!r} contains a NUL byte")
-    return '"' + name.replace('"', '""') + '"'
 
 
 log = logging.getLogger("syncline")
@@ -181,7 +181,8 @@ class SQLiteStore:
             for target in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[target + 1]:
                     self._db.execute(statement)
-            for statement in (_SCHEMA + sqlite_quota.QUOTA_SCHEMA).split(";"):
+            schema = _SCHEMA + sqlite_quota.QUOTA_SCHEMA + sqlite_changes.CHANGES_SCHEMA
+            for statement in schema.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
             self._db.execute(
@@ -218,23 +219,26 @@ class SQLiteStore:
         if clash or len(set(columns)) != len(columns):
             raise StoreError(f"table {table.name!r}: column names collide: {columns}")
         q = quote_identifier
+        identity = ", ".join(q(c) for c in table.identity_columns)
         ddl = (
-            f"CREATE TABLE IF NOT EXISTS {q(table.name)} ("
-            + ", ".join(q(c) for c in table.identity_columns)
-            + ", _data TEXT NOT NULL, _updated_at, _synced_at TEXT NOT NULL, PRIMARY KEY ("
-            + ", ".join(q(c) for c in table.identity_columns)
-            + "))"
+            f"CREATE TABLE IF NOT EXISTS {q(table.name)} ({identity}, _data TEXT NOT NULL, "
+            "_updated_at, _synced_at TEXT NOT NULL, _hash TEXT, _deleted_at TEXT, "
+            f"PRIMARY KEY ({identity}))"
         )
-        with self._lock:
+        with self._write(f"creating table {table.name} in {self.path}"):
             self._db.execute(ddl)
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({q(table.name)})")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {q(table.name)} ADD COLUMN {column} {kind}")
         names = ", ".join(q(c) for c in columns)
-        marks = ", ".join("?" for _ in columns)
+        marks = ", ".join("?" for _ in columns[:-1])
         # Newest wins: a row never moves back in _updated_at; on a tie the later arrival wins.
         self._upserts[table.name] = (
-            f"INSERT INTO {q(table.name)} ({names}) VALUES ({marks}) "
-            f"ON CONFLICT ({', '.join(q(c) for c in table.identity_columns)}) DO UPDATE SET "
+            f"INSERT INTO {q(table.name)} ({names}) VALUES ({marks}, NULL) "
+            f"ON CONFLICT ({identity}) DO UPDATE SET "
             "_data = excluded._data, _updated_at = excluded._updated_at, "
-            "_synced_at = excluded._synced_at "
+            "_synced_at = excluded._synced_at, _hash = excluded._hash, _deleted_at = NULL "
             f"WHERE excluded._updated_at IS NULL OR {q(table.name)}._updated_at IS NULL "
             f"OR excluded._updated_at >= {q(table.name)}._updated_at"
         )
@@ -247,14 +251,17 @@ class SQLiteStore:
         *,
         lease: Lease | None = None,
         rejects: Sequence[Reject] = (),
-    ) -> None:
+        deletes: Sequence[Row] = (),
+        sweep: Sweep | None = None,
+    ) -> PageChanges:
         synced_at = _now()
         sql = self._upserts[table.name]
         with self._write(f"writing {table.name} to {self.path}"):
             if lease is not None:
                 self._extend(lease, lease.ttl)
-            if rows:
-                self._db.executemany(sql, [(*row, synced_at) for row in rows])
+            changes = sqlite_changes.apply_page(
+                self._db, table, sql, rows, deletes, state, synced_at, sweep
+            )
             if rejects:
                 key = state.key
                 self._db.executemany(
@@ -269,6 +276,7 @@ class SQLiteStore:
             failpoint("store.rows_written")
             self._write_state(state)
             failpoint("store.before_commit")
+        return changes
 
     def count_moved(self, table: TableSpec, rows: Sequence[Row], since: str) -> int:
         """Rows of ``rows`` already stored by this pass (synced at or after ``since``) with
@@ -482,16 +490,47 @@ class SQLiteStore:
             return self._db.execute(sql, args).rowcount
 
     def count_rows(self, table: str, partition_columns: dict[str, Any]) -> int | None:
-        where = " AND ".join(f"{quote_identifier(c)} = ?" for c in partition_columns)
-        sql = f"SELECT count(*) FROM {quote_identifier(table)}" + (
-            f" WHERE {where}" if where else ""
-        )
+        where = "".join(f" AND {quote_identifier(c)} = ?" for c in partition_columns)
+        sql = f"SELECT count(*) FROM {quote_identifier(table)} WHERE _deleted_at IS NULL{where}"
         with self._lock:
             try:
                 row = self._db.execute(sql, tuple(partition_columns.values())).fetchone()
             except sqlite3.OperationalError:
-                return None  # table not created yet
+                return None  # table not created yet (or by a syncline without deletions)
         return int(row[0])
+
+    # -- change feed -----------------------------------------------------------
+
+    def changes(
+        self,
+        *,
+        after_id: int = 0,
+        since: str | None = None,
+        run_id: str | None = None,
+        streams: Sequence[tuple[str, str]] = (),
+    ) -> Iterator[Change]:
+        with self._lock:
+            found = list(sqlite_changes.read_changes(self._db, after_id, since, run_id, streams))
+        yield from found
+
+    def last_change_of(self, run_id: str) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT max(id) FROM _syncline_changes WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def prune_changes(self, before: str) -> int:
+        with self._write(f"pruning the change feed of {self.path}"):
+            return self._db.execute(
+                "DELETE FROM _syncline_changes WHERE changed_at < ?", (before,)
+            ).rowcount
+
+    def fetch_rows(
+        self, table: TableSpec, identities: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], str]:
+        with self._lock:
+            return sqlite_changes.fetch_rows(self._db, table, identities)
 
     def start_run(self, run: RunRecord) -> None:
         with self._lock:

@@ -1,0 +1,234 @@
+"""What a page really changed, decided inside its commit, and written to the change feed.
+
+Why inside the commit: the feed row and the data row must agree whatever
+happens. A crash either keeps both (the page is committed) or neither (the
+page is read again, and classified again against the same stored rows), so a
+change is never recorded twice nor lost.
+
+Why a content hash: an API that can only be polled in full sends every record
+again on every run. Comparing a hash of the stored JSON with the new one tells
+a real update from a re-read, so a poll that changed nothing records nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from syncline.stores.base import Change, PageChanges, Row, State, Sweep, TableSpec
+from syncline.stores.sql import quote_identifier as _quote
+
+__all__ = ["CHANGES_SCHEMA", "apply_page", "content_hash", "fetch_rows", "read_changes"]
+
+CHANGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS _syncline_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT, source TEXT NOT NULL, stream TEXT NOT NULL, partition TEXT NOT NULL,
+    key TEXT NOT NULL, kind TEXT NOT NULL, changed_at TEXT NOT NULL, updated_at
+);
+CREATE INDEX IF NOT EXISTS _syncline_changes_time ON _syncline_changes (changed_at);
+CREATE INDEX IF NOT EXISTS _syncline_changes_run ON _syncline_changes (run_id)
+"""
+_CHUNK = 400
+"""Rows looked up per query (SQLite allows 32,766 bound values; keys may be composite)."""
+
+
+def content_hash(data: str) -> str:
+    return hashlib.blake2b(data.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+
+
+@dataclass(slots=True)
+class _Stored:
+    hash: str | None
+    updated_at: Any
+    deleted: bool
+
+
+def _lookup(
+    db: sqlite3.Connection, table: TableSpec, identities: Iterable[tuple[Any, ...]], extra: str
+) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """``(identity, extra columns)`` for each of ``identities`` that has a row."""
+    columns = table.identity_columns
+    width = len(columns)
+    join = " AND ".join(f"t.{_quote(c)} = page.c{i}" for i, c in enumerate(columns))
+    names = ", ".join(f"c{i}" for i in range(width))
+    selected = ", ".join(f"t.{_quote(c)}" for c in columns)
+    unique = list(dict.fromkeys(identities))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        values = ", ".join("(" + ", ".join("?" * width) + ")" for _ in chunk)
+        sql = (
+            f"WITH page({names}) AS (VALUES {values}) "
+            f"SELECT {selected}, {extra} FROM page JOIN {_quote(table.name)} AS t ON {join}"
+        )
+        for row in db.execute(sql, [value for identity in chunk for value in identity]):
+            yield tuple(row[:width]), tuple(row[width:])
+
+
+def _stored(
+    db: sqlite3.Connection, table: TableSpec, identities: Iterable[tuple[Any, ...]]
+) -> dict[tuple[Any, ...], _Stored]:
+    """The stored hash, modification value and deletion mark of each identity that exists."""
+    extra = "t._hash, t._updated_at, t._deleted_at IS NOT NULL"
+    return {
+        identity: _Stored(digest, updated, bool(deleted))
+        for identity, (digest, updated, deleted) in _lookup(db, table, identities, extra)
+    }
+
+
+def fetch_rows(
+    db: sqlite3.Connection, table: TableSpec, identities: Sequence[tuple[Any, ...]]
+) -> dict[tuple[Any, ...], str]:
+    return {
+        identity: data
+        for identity, (data, deleted) in _lookup(
+            db, table, identities, "t._data, t._deleted_at IS NOT NULL"
+        )
+        if not deleted
+    }
+
+
+def read_changes(
+    db: sqlite3.Connection,
+    after_id: int,
+    since: str | None,
+    run_id: str | None,
+    streams: Sequence[tuple[str, str]],
+) -> Iterator[Change]:
+    sql = (
+        "SELECT id, run_id, source, stream, partition, key, kind, changed_at, updated_at "
+        "FROM _syncline_changes WHERE id > ?"
+    )
+    args: list[Any] = [after_id]
+    if since is not None:
+        sql += " AND changed_at >= ?"
+        args.append(since)
+    if run_id is not None:
+        sql += " AND run_id = ?"
+        args.append(run_id)
+    if streams:
+        sql += " AND (" + " OR ".join("(source = ? AND stream = ?)" for _ in streams) + ")"
+        args += [part for pair in streams for part in pair]
+    for id_, run, source, stream, partition, key, kind, changed_at, updated_at in db.execute(
+        sql + " ORDER BY id", args
+    ):
+        yield Change(
+            id_, run, source, stream, partition, orjson.loads(key), kind, changed_at, updated_at
+        )
+
+
+def _older(candidate: Any, stored: Any) -> bool:
+    """Newest wins: is ``candidate`` strictly older than what is stored (as SQL compares)?"""
+    if candidate is None or stored is None:
+        return False
+    try:
+        return bool(candidate < stored)
+    except TypeError:
+        return isinstance(candidate, int | float)  # SQLite orders numbers before text
+
+
+def apply_page(
+    db: sqlite3.Connection,
+    table: TableSpec,
+    upsert_sql: str,
+    rows: Sequence[Row],
+    deletes: Sequence[Row],
+    state: State,
+    synced_at: str,
+    sweep: Sweep | None,
+) -> PageChanges:
+    """Inside the page's write transaction: store ``rows``, apply tombstones and the sweep,
+    and record each real change in ``_syncline_changes``."""
+    width = len(table.identity_columns)
+    stored = _stored(db, table, (row[:width] for row in (*rows, *deletes)))
+    feed: list[tuple[tuple[Any, ...], str, Any]] = []
+    writes, touched = [], []
+    unchanged = 0
+    for row in rows:
+        identity, data, updated = row[:width], row[width], row[width + 1]
+        digest = content_hash(data)
+        before = stored.get(identity)
+        if before is None or before.deleted:
+            feed.append((identity, "insert", updated))
+        elif _older(updated, before.updated_at):
+            touched.append((synced_at, *identity))  # seen, but an older copy: keep ours
+            continue
+        elif before.hash == digest:
+            unchanged += 1
+        else:
+            feed.append((identity, "update", updated))
+        writes.append((*row, synced_at, digest))
+        stored[identity] = _Stored(digest, updated if updated is not None else None, False)
+    if writes:
+        db.executemany(upsert_sql, writes)
+    where = " AND ".join(f"{_quote(c)} = ?" for c in table.identity_columns)
+    if touched:
+        db.executemany(f"UPDATE {_quote(table.name)} SET _synced_at = ? WHERE {where}", touched)
+    gone = []
+    for row in deletes:
+        identity, updated = row[:width], row[width + 1]
+        before = stored.get(identity)
+        if before is None or before.deleted or _older(updated, before.updated_at):
+            continue
+        gone.append(identity)
+        feed.append((identity, "delete", updated))
+        stored[identity] = _Stored(before.hash, updated, True)
+    if sweep is not None:
+        for identity in _unseen(db, table, sweep):
+            if identity not in stored or not stored[identity].deleted:
+                gone.append(identity)
+                feed.append((identity, "delete", None))
+    _remove(db, table, gone, synced_at, where)
+    key = state.key
+    db.executemany(
+        "INSERT INTO _syncline_changes (run_id, source, stream, partition, key, kind, "
+        "changed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (state.run_id, key.source, key.stream, key.partition,
+             orjson.dumps(list(identity[len(table.partition_columns):])).decode(), kind,
+             synced_at, updated)
+            for identity, kind, updated in feed
+        ],
+    )  # fmt: skip
+    inserted = sum(1 for _, kind, _ in feed if kind == "insert")
+    return PageChanges(
+        inserted=inserted,
+        updated=sum(1 for _, kind, _ in feed if kind == "update"),
+        deleted=len(gone),
+        unchanged=unchanged,
+    )
+
+
+def _unseen(db: sqlite3.Connection, table: TableSpec, sweep: Sweep) -> list[tuple[Any, ...]]:
+    """Live rows of the sweep's partition that the complete pass did not see."""
+    where = "".join(f" AND {_quote(c)} = ?" for c in table.partition_columns)
+    selected = ", ".join(_quote(c) for c in table.identity_columns)
+    sql = (
+        f"SELECT {selected} FROM {_quote(table.name)} "
+        f"WHERE _synced_at < ? AND _deleted_at IS NULL{where}"
+    )
+    return [tuple(row) for row in db.execute(sql, (sweep.seen_since, *sweep.partition))]
+
+
+def _remove(
+    db: sqlite3.Connection,
+    table: TableSpec,
+    identities: Sequence[tuple[Any, ...]],
+    synced_at: str,
+    where: str,
+) -> None:
+    if not identities:
+        return
+    name = _quote(table.name)
+    if table.on_delete == "hard":
+        db.executemany(f"DELETE FROM {name} WHERE {where}", identities)
+    else:
+        db.executemany(
+            f"UPDATE {name} SET _deleted_at = ?, _synced_at = ? WHERE {where}",
+            [(synced_at, synced_at, *identity) for identity in identities],
+        )
