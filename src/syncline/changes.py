@@ -95,10 +95,9 @@ def _with_records(
             "source": change.source,
             "stream": change.stream,
             "partition": json.loads(change.partition),
-            "key": change.key[0] if len(change.key) == 1 else change.key,
+            "key": change.key,
             "kind": change.kind,
             "changed_at": change.changed_at,
-            "updated_at": change.updated_at,
         }
         table = tables.get((change.source, change.stream))
         if records:
@@ -113,4 +112,5 @@ def _with_records(
 def _identity(change: Change, table: TableSpec) -> tuple[Any, ...]:
     """The row's identity: partition values in the table's column order, then the key."""
     partition = json.loads(change.partition)
-    return (*(partition[column] for column in table.partition_columns), *change.key)
+    key = change.key if len(table.key_columns) > 1 else [change.key]
+    return (*(partition[column] for column in table.partition_columns), *key)

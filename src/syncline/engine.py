@@ -29,8 +29,9 @@ from syncline.budget.permits import (
     scope_windows,
 )
 from syncline.config import Config
-from syncline.config.strategies import NoIncremental, WatermarkIncremental
+from syncline.config.strategies import NoIncremental, SyncTokenIncremental, WatermarkIncremental
 from syncline.errors import (
+    ClientError,
     LeaseHeld,
     QuotaExhausted,
     RateLimited,
@@ -40,7 +41,13 @@ from syncline.errors import (
 )
 from syncline.failpoints import failpoint
 from syncline.http import HttpClient, RequestCounter, secrets_of
-from syncline.incremental import finish_pass, merge_newest, start_pass
+from syncline.incremental import (
+    finish_pass,
+    full_pass_proves_deletes,
+    merge_newest,
+    opening,
+    start_pass,
+)
 from syncline.leases import DEFAULT_TTL, held_lease, holder_name
 from syncline.pages import FetchedPage, walk_pages
 from syncline.paginate import DriftAware, Paginator, make_paginator
@@ -271,6 +278,23 @@ def _deferred(state: State, options: JobOptions, result: JobResult) -> bool:
     return True
 
 
+@dataclass
+class _Pass:
+    """What every page of one job's passes needs (the job's working set)."""
+
+    job: Job
+    client: HttpClient
+    store: Store
+    lease: Lease
+    options: JobOptions
+    counter: RequestCounter
+    result: JobResult
+    listener: ProgressListener
+    paginator: Paginator
+    shaper: RecordShaper
+    watch_moves: bool
+
+
 async def _sync_passes(
     job: Job,
     client: HttpClient,
@@ -284,70 +308,112 @@ async def _sync_passes(
     budget: JobBudget | None = None,
 ) -> None:
     paginator = make_paginator(job.stream.paginate)
-    shaper = RecordShaper(job.stream, job.source)
-    table = job.table
-    partition_values = tuple(job.partition.values())
     mode = job.stream.incremental
-    committed.not_before = None
-    if options.full_refresh or committed.position is None:
-        _open_pass(job, paginator, committed, options.full_refresh)
     # Positional listings (pages, offsets) sorted by modification time shift when a
     # record we already read is updated and moves to the end: watch for that.
     watch_moves = isinstance(paginator, DriftAware) and job.stream.updated_at is not None
+    work = _Pass(job, client, store, lease, options, counter, result, listener, paginator,
+                 RecordShaper(job.stream, job.source), watch_moves)  # fmt: skip
+    committed.not_before = None
+    if options.full_refresh or committed.position is None:
+        _open_pass(job, paginator, committed, options.full_refresh)
+    token_retried = False
     while committed.position is not None:
         pages = walk_pages(
             job,
             client,
             paginator,
-            shaper,
+            work.shaper,
             committed.position,
             filter_param=mode.param if isinstance(mode, WatermarkIncremental) else None,
             filter_value=committed.pass_filter,
             counter=counter,
             budget=budget,
+            opening=opening(job.stream, committed.pass_filter),
         )
-        async for fetched in pages:
-            failpoint("engine.page_fetched")
-            shaped = shaper.rows(fetched.records, partition_values)
-            # Work on a copy: if the commit fails, the checkpoint held is still the committed one.
-            state = dataclasses.replace(
-                committed, run_id=options.run_id, status="running", error=None
-            )
-            state.pass_max = merge_newest(state.pass_max, shaped.newest)
-            if watch_moves and state.pass_started and shaped.rows and not state.pass_drift:
-                moved = await asyncio.to_thread(
-                    store.count_moved, table, shaped.rows, state.pass_started
-                )
-                state.pass_drift = moved > 0
-            if fetched.next_position is not None:
-                state.position = fetched.next_position
-            elif _restart_for_drift(job, paginator, fetched, state):
-                state.position = paginator.start()
-                state.pass_restarts += 1
-                state.pass_drift, state.pass_started = False, _now()
-            else:
-                _warn_if_behind(job, state)
-                if state.pass_drift or _drifted(paginator, fetched):
-                    state.pass_max = None  # keep the watermark: the next run reads this again
-                finish_pass(job.stream, paginator, state, fetched.position, fetched.page)
-                if isinstance(state.cursor, str):
-                    state.cursor = client.scrub_url(state.cursor)
-                state.pass_restarts = 0
-                state.status = "ok"
-            _count_page(state, len(shaped.rows), counter.sent - result.requests)
-            changes = await asyncio.to_thread(_commit, store, job, shaped, committed, state, lease)
-            committed = state
-            result.inserted += changes.inserted
-            result.updated += changes.updated
-            result.deleted += changes.deleted
-            failpoint("engine.page_committed")
-            result.records += len(shaped.rows)
-            result.rejected += len(shaped.rejects)
-            result.pages += 1
-            result.requests = counter.sent
-            listener.page_committed(job, len(shaped.rows), counter.sent)
-            if committed.position is None or fetched.next_position is None:
-                break
+        try:
+            async for fetched in pages:
+                committed = await _take_page(work, committed, fetched)
+                if committed.position is None or fetched.next_position is None:
+                    break
+        except ClientError as exc:
+            if not _token_expired(job, committed, exc):
+                raise
+            token_retried = _after_expired_token(job, paginator, committed, token_retried)
+
+
+async def _take_page(work: _Pass, committed: State, fetched: FetchedPage) -> State:
+    """Shape one fetched page, decide the next checkpoint, commit both; the new checkpoint."""
+    job, result, paginator = work.job, work.result, work.paginator
+    failpoint("engine.page_fetched")
+    shaped = work.shaper.rows(fetched.records, tuple(job.partition.values()))
+    # Work on a copy: if the commit fails, the checkpoint held is still the committed one.
+    state = dataclasses.replace(committed, run_id=work.options.run_id, status="running", error=None)
+    state.pass_max = merge_newest(state.pass_max, shaped.newest)
+    if work.watch_moves and state.pass_started and shaped.rows and not state.pass_drift:
+        moved = await asyncio.to_thread(
+            work.store.count_moved, job.table, shaped.rows, state.pass_started
+        )
+        state.pass_drift = moved > 0
+    if fetched.next_position is not None:
+        state.position = fetched.next_position
+    elif _restart_for_drift(job, paginator, fetched, state):
+        state.position = paginator.start()
+        state.pass_restarts += 1
+        state.pass_drift, state.pass_started = False, _now()
+    else:
+        _warn_if_behind(job, state)
+        if state.pass_drift or _drifted(paginator, fetched):
+            state.pass_max = None  # keep the watermark: the next run reads this again
+        finish_pass(job.stream, paginator, state, fetched.position, fetched.page)
+        if isinstance(state.cursor, str):
+            state.cursor = work.client.scrub_url(state.cursor)
+        state.pass_restarts = 0
+        state.status = "ok"
+    _count_page(state, len(shaped.rows), work.counter.sent - result.requests)
+    changes = await asyncio.to_thread(
+        _commit, work.store, job, shaped, committed, state, work.lease
+    )
+    failpoint("engine.page_committed")
+    result.inserted += changes.inserted
+    result.updated += changes.updated
+    result.deleted += changes.deleted
+    result.records += len(shaped.rows)
+    result.rejected += len(shaped.rejects)
+    result.pages += 1
+    result.requests = work.counter.sent
+    work.listener.page_committed(job, len(shaped.rows), work.counter.sent)
+    return state
+
+
+def _token_expired(job: Job, state: State, exc: ClientError) -> bool:
+    """The server refused the sync token (or a link of its pass) as expired or unknown."""
+    mode = job.stream.incremental
+    status = exc.request.status if exc.request is not None else None
+    return (
+        isinstance(mode, SyncTokenIncremental)
+        and status in mode.expired_statuses
+        and isinstance(state.pass_filter, dict)
+        and "from" in state.pass_filter
+    )
+
+
+def _after_expired_token(job: Job, paginator: Paginator, state: State, retried: bool) -> bool:
+    """Restart a pass whose link expired from the stored token once; then, or when the
+    stored token itself is refused, resync everything (deletions included)."""
+    at_start = state.position == paginator.start()
+    if not at_start and not retried:
+        log.warning("%s: a link of this pass expired; restarting from the stored token", job.label)
+        state.position = paginator.start()
+        return True
+    log.warning(
+        "%s: the server no longer accepts the stored sync token; reading everything again "
+        "(rows stay readable meanwhile; what the full pass does not see is deleted after it)",
+        job.label,
+    )
+    state.cursor = None
+    _open_pass(job, paginator, state, full_refresh=False)
+    return retried
 
 
 def _open_pass(job: Job, paginator: Paginator, state: State, full_refresh: bool) -> None:
@@ -379,7 +445,8 @@ def _sweep(job: Job, before: State, after: State) -> Sweep | None:
     an interrupted pass proves nothing, and its rows are never swept.
     """
     mode = job.stream.incremental
-    if not isinstance(mode, NoIncremental) or not mode.detect_deletes:
+    detects = isinstance(mode, NoIncremental) and mode.detect_deletes
+    if not (detects or full_pass_proves_deletes(job.stream, before.pass_filter)):
         return None
     if after.position is not None or before.pass_started is None:
         return None

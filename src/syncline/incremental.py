@@ -8,15 +8,30 @@ its committed pages, and never moves backwards.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urljoin
 
 from syncline.config import StreamConfig
-from syncline.config.strategies import CursorIncremental, WatermarkIncremental
+from syncline.config.strategies import (
+    CursorIncremental,
+    SyncTokenIncremental,
+    WatermarkIncremental,
+)
+from syncline.jpath import compile_path
 from syncline.paginate import Page, Paginator
+from syncline.request import RequestSpec
 from syncline.stores.base import State
 from syncline.timestamps import Comparable, format_filter_value, normalize
 
-__all__ = ["finish_pass", "merge_newest", "start_pass"]
+log = logging.getLogger("syncline")
+
+__all__ = ["finish_pass", "full_pass_proves_deletes", "merge_newest", "opening", "start_pass"]
+
+FULL_PASS = {"full": True}
+"""``pass_filter`` of a sync-token stream's pass that started without a token: it reads
+everything, so what it does not see was deleted."""
 
 
 def start_pass(
@@ -32,7 +47,30 @@ def start_pass(
             state.pass_filter = _filter_value(mode, state.watermark)
         elif isinstance(mode, CursorIncremental):
             resume_cursor = state.cursor
+    if isinstance(mode, SyncTokenIncremental):
+        use_token = not full_refresh and state.cursor is not None
+        state.pass_filter = {"from": state.cursor} if use_token else dict(FULL_PASS)
     state.position = paginator.start(resume_cursor)
+
+
+def opening(stream: StreamConfig, pass_filter: Any) -> Callable[[RequestSpec], RequestSpec] | None:
+    """How the first request of a sync-token pass asks for "what changed since the token"."""
+    mode = stream.incremental
+    if not isinstance(mode, SyncTokenIncremental) or not isinstance(pass_filter, dict):
+        return None
+    token = pass_filter.get("from")
+    if token is None:
+        return None
+    if mode.link_path is not None:
+        return lambda request: request.with_link(str(token))
+    name = mode.param
+    assert name is not None  # checked by the config
+    return lambda request: request.with_value(name, token)
+
+
+def full_pass_proves_deletes(stream: StreamConfig, pass_filter: Any) -> bool:
+    """A sync-token stream's full pass (first run, reset, expired token) saw every record."""
+    return isinstance(stream.incremental, SyncTokenIncremental) and pass_filter == FULL_PASS
 
 
 def _filter_value(mode: WatermarkIncremental, watermark: dict[str, Any] | None) -> Any:
@@ -44,6 +82,17 @@ def _filter_value(mode: WatermarkIncremental, watermark: dict[str, Any] | None) 
     if normalized is None:
         return mode.initial
     return format_filter_value(normalized, mode.initial, mode.format, type(mode.lookback)(0))
+
+
+def _token_on(mode: SyncTokenIncremental, page: Page) -> Any:
+    if mode.link_path is not None:
+        link = compile_path(mode.link_path)(page.body)
+        if not isinstance(link, str) or not link.strip():
+            return None
+        return urljoin(page.url, link.strip())
+    assert mode.token_path is not None
+    token = compile_path(mode.token_path)(page.body)
+    return None if token in (None, "") else token
 
 
 def merge_newest(
@@ -65,8 +114,18 @@ def finish_pass(
     stream: StreamConfig, paginator: Paginator, state: State, position: dict[str, Any], page: Page
 ) -> None:
     """Close the pass: advance watermark and cursor, clear the in-progress marker."""
-    if isinstance(stream.incremental, CursorIncremental):
+    mode = stream.incremental
+    if isinstance(mode, CursorIncremental):
         state.cursor = paginator.final_cursor(position, page)
+    elif isinstance(mode, SyncTokenIncremental):
+        token = _token_on(mode, page)
+        if token is None:
+            log.warning(
+                "the last page has no sync token at %r; the next run starts from the previous one",
+                mode.link_path or mode.token_path,
+            )
+        else:
+            state.cursor = token
     if state.pass_max is not None:
         state.watermark = merge_newest(
             state.watermark, (state.pass_max["value"], state.pass_max["raw"])

@@ -9,7 +9,7 @@ next link that would carry our credentials to another origin.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,9 +46,14 @@ async def walk_pages(
     filter_value: Any = None,
     counter: RequestCounter | None = None,
     budget: CallBudget | None = None,
+    opening: Callable[[RequestSpec], RequestSpec] | None = None,
 ) -> AsyncGenerator[FetchedPage, None]:
-    """Yield each page of the pass from ``position``; the caller commits before asking for more."""
+    """Yield each page of the pass from ``position``; the caller commits before asking for more.
+
+    ``opening`` rewrites the request of the pass's first page (a sync token or link).
+    """
     base = job.base_request()
+    first = paginator.start()
     max_pages = getattr(job.stream.paginate, "max_pages", None)
     seen: set[str] = set()
     pages = empty_streak = 0
@@ -57,6 +62,7 @@ async def walk_pages(
         if max_pages is not None and pages >= max_pages:
             raise PaginationLoop(f"max_pages ({max_pages}) reached before the last page")
         request = _with_filter(paginator.apply(current, base), filter_param, filter_value)
+        request = opening(request) if opening is not None and current == first else request
         address = _address(client, request)
         if address in seen:
             raise PaginationLoop(f"the server led back to a page already fetched ({address})")

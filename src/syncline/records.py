@@ -152,6 +152,7 @@ class RecordShaper:
         shaped = ShapedPage()
         rows, newest = shaped.rows, None
         get_updated, zone = self._updated_at, self._zone
+        zone_unchecked = self._warn_zoneless
         for index, record in enumerate(records):
             try:
                 key = self._key(index, record)
@@ -165,14 +166,16 @@ class RecordShaper:
             updated: Comparable | None = None
             if get_updated is not None:
                 raw = get_updated(record)
-                if self._warn_zoneless and is_zoneless(raw):
-                    self._warn_zoneless = False
-                    log.warning(
-                        "%s has timestamps without a time zone (%r); reading them as UTC. "
-                        "Set 'timezone:' on the source to say which zone the API means.",
-                        self.updated_at_path,
-                        raw,
-                    )
+                if zone_unchecked and raw is not None:
+                    zone_unchecked = False  # one record a page: an API writes them all alike
+                    if is_zoneless(raw):
+                        self._warn_zoneless = False
+                        log.warning(
+                            "%s has timestamps without a time zone (%r); reading them as UTC. "
+                            "Set 'timezone:' on the source to say which zone the API means.",
+                            self.updated_at_path,
+                            raw,
+                        )
                 updated = normalize(raw, zone)
                 if updated is not None and (newest is None or _newer(updated, newest[0])):
                     newest = (updated, raw)

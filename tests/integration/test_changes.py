@@ -186,6 +186,7 @@ def test_a_kill_mid_pass_records_every_change_exactly_once(
             done = subprocess.run(command, cwd=home, capture_output=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         with sqlite3.connect(home / "store.db") as conn:
-            runs[name] = sorted(conn.execute("SELECT key, kind FROM _syncline_changes").fetchall())
+            entries = "SELECT key.value, kind FROM _syncline_changes, json_each(keys) AS key"
+            runs[name] = sorted(conn.execute(entries).fetchall())
     assert runs["killed"] == runs["clean"]
     assert len(runs["clean"]) == RECORDS

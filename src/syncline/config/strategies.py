@@ -168,8 +168,37 @@ class CursorIncremental(_Frozen):
     type: Literal["cursor"]
 
 
+class SyncTokenIncremental(_Frozen):
+    """A server-issued token or link, found on the last page, that asks for what changed since.
+
+    Inxmail's ``inx:upcoming-modifications`` link, OData ``@odata.deltaLink``,
+    CouchDB's ``last_seq``. Stored only once every page of the pass is
+    committed; an expired one (``expired_statuses``) means a full resync.
+    """
+
+    type: Literal["sync_token"]
+    link_path: str | None = None
+    """Where the last page holds a whole URL to request next time."""
+    token_path: str | None = None
+    """Where the last page holds a token to send back as ``param``."""
+    param: str | None = None
+    """The query parameter (or GraphQL variable) the token goes back in."""
+    expired_statuses: list[int] = Field(default_factory=lambda: [410])
+
+    _paths = field_validator("link_path", "token_path")(check_expression)
+
+    @model_validator(mode="after")
+    def _one_way_back(self) -> SyncTokenIncremental:
+        if (self.link_path is None) == (self.token_path is None):
+            raise ValueError("give exactly one of link_path (a URL) or token_path (a token)")
+        if self.token_path is not None and not self.param:
+            raise ValueError("token_path needs param: the parameter the token is sent back in")
+        return self
+
+
 IncrementalConfig = Annotated[
-    NoIncremental | WatermarkIncremental | CursorIncremental, Field(discriminator="type")
+    NoIncremental | WatermarkIncremental | CursorIncremental | SyncTokenIncremental,
+    Field(discriminator="type"),
 ]
 
 

@@ -145,11 +145,11 @@ class Change:
     stream: str
     partition: str
     """Canonical JSON of the partition values (``{}`` when unpartitioned)."""
-    key: list[Any]
+    key: Any
+    """The record's primary key (a list when it has several fields)."""
     kind: str
     """``insert``, ``update`` or ``delete``."""
     changed_at: str
-    updated_at: Any
 
 
 @dataclass(frozen=True, slots=True)
