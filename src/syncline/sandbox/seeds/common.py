@@ -21,6 +21,7 @@ import binascii
 import dataclasses
 import random
 import uuid
+from abc import ABC, abstractmethod
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -416,7 +417,7 @@ class TenantStats:
 CfgT = TypeVar("CfgT")
 
 
-class SeedApi(Generic[CfgT]):
+class SeedApi(ABC, Generic[CfgT]):
     """One emulated API: its config, per-tenant tables, stats, and a mountable app.
 
     Subclasses set the class attributes and implement the ``_``-hooks; the
@@ -445,30 +446,32 @@ class SeedApi(Generic[CfgT]):
 
     # -- hooks ----------------------------------------------------------------
 
+    @abstractmethod
     def _default_config(self) -> CfgT:
-        raise NotImplementedError
+        """The emulation's launch defaults (data sizes, credentials, limits)."""
 
+    @abstractmethod
     def _validators(self) -> Mapping[str, Validator]:
-        raise NotImplementedError
+        """One validator per config field ``__config`` accepts."""
 
     def _data_fields(self) -> frozenset[str]:
         """Config fields whose change regenerates the data."""
         return frozenset({"seed", "tenants"})
 
+    @abstractmethod
     def _build(self) -> None:
         """Regenerate ``self.tables`` from ``self.config``."""
-        raise NotImplementedError
 
     def _configured(self) -> None:
         """React to a (possibly) new config: reset limiters, tokens, ..."""
 
+    @abstractmethod
     def _new_record(self, tenant: str, table: Table, rng: random.Random) -> None:
         """Insert one new record into ``table`` (mutate's ``insert``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _update_record(self, tenant: str, table: Table, row: Row, rng: random.Random) -> None:
         """Change ``row`` visibly and ``table.put`` it (mutate's ``update``)."""
-        raise NotImplementedError
 
     def _delete_record(self, tenant: str, table: Table, key: Key) -> None:
         table.delete(key)
@@ -477,8 +480,9 @@ class SeedApi(Generic[CfgT]):
         """The record as ``__records`` shows it (the API's fullest representation)."""
         return row.body
 
+    @abstractmethod
     def _api_routes(self) -> list[BaseRoute]:
-        raise NotImplementedError
+        """The API's own endpoints, mounted under the emulation's prefix."""
 
     def _extra_admin_routes(self) -> list[BaseRoute]:
         return []
