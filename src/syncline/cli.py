@@ -8,10 +8,11 @@ nothing failed); 4 some jobs busy in another process; 130 interrupted (SIGINT);
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -187,27 +188,22 @@ def sync(
 
 def _append_changes(config: Config, path: Path, run_id: str) -> None:
     """Append one run's changes as JSON lines, flushed and fsynced (downstream reads them)."""
-    store = _open(config)
-    try:
-        with path.open("a", encoding="utf-8") as out:
-            for entry in iter_changes(config, store, run_id=run_id):
-                out.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-    except OSError as exc:
-        _fail(f"cannot write the changes to {path}: {exc.strerror}", EXIT_FAILED)
-    finally:
-        store.close()
+    with _opened(config) as store:
+        try:
+            with path.open("a", encoding="utf-8") as out:
+                for entry in iter_changes(config, store, run_id=run_id):
+                    out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            _fail(f"cannot write the changes to {path}: {exc.strerror}", EXIT_FAILED)
 
 
 def _print_plan(
     config: Config, streams: Sequence[str], partitions: Sequence[str], as_json: bool
 ) -> None:
-    store = _open(config)
-    try:
+    with _opened(config) as store:
         planned = forecast(config, store, streams, partitions)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps([job.as_dict() for job in planned]))
         return
@@ -265,11 +261,8 @@ def _print_summary(summary: SyncSummary) -> None:
 def status(config_path: Path, as_json: bool) -> None:
     """Show each (source, stream, partition): rows, watermark/cursor, last run and outcome."""
     config = _load(config_path)
-    store = _open(config)
-    try:
+    with _opened(config) as store:
         rows = [_status_row(store, job) for job in plan_jobs(config)]
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -316,13 +309,19 @@ def _status_row(store: Store, job: Job) -> dict[str, Any]:
     }
 
 
-def _open(config: Config) -> Store:
+@contextlib.contextmanager
+def _opened(config: Config) -> Iterator[Store]:
+    """The config's store for one command, closed after it; a bad store URL exits 2."""
     try:
-        return open_store(config.store)
+        store = open_store(config.store)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     except StoreError as exc:
         _fail(str(exc), EXIT_FAILED)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @cli.command()
@@ -342,13 +341,10 @@ def reset(config_path: Path, stream: str, partitions: Sequence[str], yes: bool) 
     labels = "\n  ".join(job.label for job in jobs)
     if not yes and not click.confirm(f"Forget the checkpoint of:\n  {labels}\n?", err=True):
         sys.exit(EXIT_FAILED)
-    store = _open(config)
-    try:
+    with _opened(config) as store:
         removed = sum(
             store.delete_state(job.source_name, job.stream_name, job.partition_key) for job in jobs
         )
-    finally:
-        store.close()
     click.echo(f"forgot {removed} checkpoint(s); the next sync starts those from the beginning")
 
 
@@ -374,11 +370,8 @@ def check(config_path: Path) -> None:
 def quota(config_path: Path, as_json: bool) -> None:
     """Show each call budget: declared windows (used, remaining, reserve) and server reports."""
     config = _load(config_path)
-    store = _open(config)
-    try:
+    with _opened(config) as store:
         rows = quota_report(config, store)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -425,30 +418,34 @@ def changes_command(
 ) -> None:
     """Print the change feed: every insert, update and delete the syncs recorded."""
     config = _load(config_path)
-    store = _open(config)
-    try:
-        entries = iter_changes(config, store, since=since, streams=streams, records=not no_records)
-        if output_format == "jsonl":
-            for entry in entries:
-                click.echo(json.dumps(entry, ensure_ascii=False))
-            return
-        table = Table("id", "run", "stream", "partition", "key", "kind", "changed at")
-        for entry in entries:
-            partition = ",".join(f"{k}={v}" for k, v in entry["partition"].items())
-            table.add_row(
-                str(entry["id"]),
-                (entry["run_id"] or "")[:8],
-                f"{entry['source']}.{entry['stream']}",
-                partition,
-                json.dumps(entry["key"]),
-                entry["kind"],
-                entry["changed_at"],
+    with _opened(config) as store:
+        try:
+            _print_changes(
+                iter_changes(config, store, since=since, streams=streams, records=not no_records),
+                output_format,
             )
-        Console().print(table)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    finally:
-        store.close()
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+
+
+def _print_changes(entries: Iterator[dict[str, Any]], output_format: str) -> None:
+    if output_format == "jsonl":
+        for entry in entries:
+            click.echo(json.dumps(entry, ensure_ascii=False))
+        return
+    table = Table("id", "run", "stream", "partition", "key", "kind", "changed at")
+    for entry in entries:
+        partition = ",".join(f"{k}={v}" for k, v in entry["partition"].items())
+        table.add_row(
+            str(entry["id"]),
+            (entry["run_id"] or "")[:8],
+            f"{entry['source']}.{entry['stream']}",
+            partition,
+            json.dumps(entry["key"]),
+            entry["kind"],
+            entry["changed_at"],
+        )
+    Console().print(table)
 
 
 @cli.group(name="config")
