@@ -7,6 +7,7 @@ whatever a job committed before failing stays committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -29,7 +30,7 @@ from syncline.budget.permits import (
     scope_windows,
 )
 from syncline.config import Config
-from syncline.config.strategies import NoIncremental, SyncTokenIncremental, WatermarkIncremental
+from syncline.config.strategies import NoIncremental, WatermarkIncremental
 from syncline.errors import (
     ClientError,
     LeaseHeld,
@@ -47,6 +48,7 @@ from syncline.incremental import (
     merge_newest,
     opening,
     start_pass,
+    token_refused,
 )
 from syncline.leases import DEFAULT_TTL, held_lease, holder_name
 from syncline.pages import FetchedPage, walk_pages
@@ -332,10 +334,11 @@ async def _sync_passes(
             opening=opening(job.stream, committed.pass_filter),
         )
         try:
-            async for fetched in pages:
-                committed = await _take_page(work, committed, fetched)
-                if committed.position is None or fetched.next_position is None:
-                    break
+            async with contextlib.aclosing(pages):
+                async for fetched in pages:
+                    committed = await _take_page(work, committed, fetched)
+                    if committed.position is None or fetched.next_position is None:
+                        break
         except ClientError as exc:
             if not _token_expired(job, committed, exc):
                 raise
@@ -346,7 +349,7 @@ async def _take_page(work: _Pass, committed: State, fetched: FetchedPage) -> Sta
     """Shape one fetched page, decide the next checkpoint, commit both; the new checkpoint."""
     job, result, paginator = work.job, work.result, work.paginator
     failpoint("engine.page_fetched")
-    shaped = work.shaper.rows(fetched.records, tuple(job.partition.values()))
+    shaped = work.shaper.rows(fetched.records, tuple(job.partition.values()), fetched.page.body)
     # Work on a copy: if the commit fails, the checkpoint held is still the committed one.
     state = dataclasses.replace(committed, run_id=work.options.run_id, status="running", error=None)
     state.pass_max = merge_newest(state.pass_max, shaped.newest)
@@ -388,13 +391,11 @@ async def _take_page(work: _Pass, committed: State, fetched: FetchedPage) -> Sta
 
 def _token_expired(job: Job, state: State, exc: ClientError) -> bool:
     """The server refused the sync token (or a link of its pass) as expired or unknown."""
-    mode = job.stream.incremental
     status = exc.request.status if exc.request is not None else None
     return (
-        isinstance(mode, SyncTokenIncremental)
-        and status in mode.expired_statuses
-        and isinstance(state.pass_filter, dict)
+        isinstance(state.pass_filter, dict)
         and "from" in state.pass_filter
+        and token_refused(job.stream, status, exc.answer)
     )
 
 

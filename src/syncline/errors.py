@@ -153,7 +153,15 @@ class AuthError(PermanentError):
 
 
 class ClientError(PermanentError):
-    """The server rejected the request itself (a 4xx other than auth and rate limits)."""
+    """The server rejected the request itself (a 4xx other than auth and rate limits).
+
+    ``answer`` keeps the error body (never shown: it may echo what we sent) so a
+    stream can recognise an API's own error codes, such as "sync token expired".
+    """
+
+    def __init__(self, message: str, *, answer: bytes = b"", **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.answer = answer
 
 
 class BadPayload(PermanentError):

@@ -52,6 +52,8 @@ from syncline.retry_after import parse_retry_after
 __all__ = ["CallBudget", "HttpClient", "RequestCounter", "Response", "origin_of", "secrets_of"]
 
 SNIPPET = 300
+ANSWER_KEPT = 64 * 1024
+"""How much of a rejected request's body is kept for `expired_when` and similar checks."""
 MAX_REDIRECTS = 5
 _T = TypeVar("_T")
 log = logging.getLogger("syncline")
@@ -420,7 +422,8 @@ class HttpClient:
                 "redirect not followed (set the final URL as base_url, or follow_redirects: true)",
                 request=summary,
             )
-        return ClientError("request rejected", request=summary)
+        answer = response.content[:ANSWER_KEPT]
+        return ClientError("request rejected", request=summary, answer=answer)
 
 
 def _certificate_refused(exc: BaseException) -> bool:

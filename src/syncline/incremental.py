@@ -8,6 +8,7 @@ its committed pages, and never moves backwards.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from syncline.config.strategies import (
     CursorIncremental,
     SyncTokenIncremental,
     WatermarkIncremental,
+    fill_template,
 )
 from syncline.jpath import compile_path
 from syncline.paginate import Page, Paginator
@@ -27,7 +29,14 @@ from syncline.timestamps import Comparable, format_filter_value, normalize
 
 log = logging.getLogger("syncline")
 
-__all__ = ["finish_pass", "full_pass_proves_deletes", "merge_newest", "opening", "start_pass"]
+__all__ = [
+    "finish_pass",
+    "full_pass_proves_deletes",
+    "merge_newest",
+    "opening",
+    "start_pass",
+    "token_refused",
+]
 
 FULL_PASS = {"full": True}
 """``pass_filter`` of a sync-token stream's pass that started without a token: it reads
@@ -44,7 +53,8 @@ def start_pass(
     resume_cursor = None
     if not full_refresh:
         if isinstance(mode, WatermarkIncremental):
-            state.pass_filter = _filter_value(mode, state.watermark)
+            value = _filter_value(mode, state.watermark)
+            state.pass_filter = None if value is None else fill_template(mode.template, value)
         elif isinstance(mode, CursorIncremental):
             resume_cursor = state.cursor
     if isinstance(mode, SyncTokenIncremental):
@@ -65,7 +75,25 @@ def opening(stream: StreamConfig, pass_filter: Any) -> Callable[[RequestSpec], R
         return lambda request: request.with_link(str(token))
     name = mode.param
     assert name is not None  # checked by the config
-    return lambda request: request.with_value(name, token)
+    sent = fill_template(mode.template, token)
+    return lambda request: request.with_value(name, sent)
+
+
+def token_refused(stream: StreamConfig, status: int | None, answer: bytes) -> bool:
+    """The server's error says the sync token is expired or unknown: by status, or by
+    the stream's ``expired_when`` predicate on the error body (an API's own error code)."""
+    mode = stream.incremental
+    if not isinstance(mode, SyncTokenIncremental):
+        return False
+    if status in mode.expired_statuses:
+        return True
+    if mode.expired_when is None or not answer:
+        return False
+    try:
+        body = json.loads(answer)
+    except ValueError:
+        return False
+    return bool(compile_path(mode.expired_when)(body))
 
 
 def full_pass_proves_deletes(stream: StreamConfig, pass_filter: Any) -> bool:

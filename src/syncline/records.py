@@ -118,7 +118,13 @@ class RecordShaper:
         self._zone: tzinfo = ZoneInfo(zone_name) if zone_name else UTC
         self._warn_zoneless = zone_name is None and self._updated_at is not None
         self.updated_at_path = stream.updated_at
-        self._deleted = compile_path(stream.deleted) if stream.deleted else None
+        tombstones = stream.deleted
+        self._deleted = compile_path(tombstones.when) if tombstones and tombstones.when else None
+        self._deleted_list = (
+            compile_path(tombstones.records) if tombstones and tombstones.records else None
+        )
+        self.deleted_list_path = tombstones.records if tombstones else None
+        self._single_key = stream.primary_keys[0] if len(stream.primary_keys) == 1 else None
 
     def select(self, body: Any) -> list[Any]:
         if self.graphql and isinstance(body, dict) and body.get("errors"):
@@ -143,11 +149,14 @@ class RecordShaper:
             raise BadPayload(f"expected a list of records {where}, got {type(found).__name__}")
         return found
 
-    def rows(self, records: Sequence[Any], partition_values: tuple[Any, ...]) -> ShapedPage:
+    def rows(
+        self, records: Sequence[Any], partition_values: tuple[Any, ...], body: Any = None
+    ) -> ShapedPage:
         """Rows for the store, quarantined records, and the page's newest modification value.
 
         A record without a usable primary key is never stored with a NULL key: it
         is quarantined with its reason (or fails the page, per ``on_invalid_record``).
+        ``body`` is the whole page, where a feed may list its deletions apart.
         """
         shaped = ShapedPage()
         rows, newest = shaped.rows, None
@@ -185,7 +194,38 @@ class RecordShaper:
             else:
                 rows.append(row)
         shaped.newest = newest
+        if self._deleted_list is not None and body is not None:
+            self._listed_deletes(body, partition_values, shaped)
         return shaped
+
+    def _listed_deletes(
+        self, body: Any, partition_values: tuple[Any, ...], shaped: ShapedPage
+    ) -> None:
+        """Tombstones from the page's own list of deletions: records, or bare keys when the
+        stream has a single-column key (``{"deleted": ["a1", "b2"]}``)."""
+        assert self._deleted_list is not None
+        listed = self._deleted_list(body)
+        if listed is None:
+            return
+        if not isinstance(listed, list):
+            raise BadPayload(
+                f"expected a list of deletions at {self.deleted_list_path!r}, "
+                f"got {type(listed).__name__}"
+            )
+        for index, item in enumerate(listed):
+            record = item
+            if not isinstance(item, dict | list) and self._single_key is not None:
+                record = {self._single_key: item}  # a bare key: no path to follow
+            try:
+                key = [item] if record is not item and item not in (None, "") else None
+                key = key or self._key(index, record)
+            except BadPayload as exc:
+                shaped.rejects.append(Reject(f"deletion {exc}", _as_text(item)))
+                continue
+            updated = None
+            if self._updated_at is not None and isinstance(record, dict):
+                updated = normalize(self._updated_at(record), self._zone)
+            shaped.deletes.append((*partition_values, *key, dumps_record(record), updated))
 
     def _key(self, index: int, record: Any) -> list[Any]:
         if not isinstance(record, dict):

@@ -54,6 +54,23 @@ def test_same_key_twice_in_one_page_keeps_the_newest(store: SQLiteStore) -> None
     assert read(store) == {7: ("c", "2024-01-02T00:00:00.000000Z")}
 
 
+def test_a_deletion_wins_over_older_copies_seen_later(store: SQLiteStore) -> None:
+    store.commit_page(TABLE, [row(1, {"v": "a"}, "2024-01-01T00:00:00.000000Z")], State(KEY))
+    tombstone = row(1, {"v": "gone"}, "2024-01-03T00:00:00.000000Z")
+    gone = store.commit_page(TABLE, [], State(KEY), deletes=[tombstone])
+    assert gone.deleted == 1
+    late = store.commit_page(TABLE, [row(1, {"v": "b"}, "2024-01-02T00:00:00.000000Z")], State(KEY))
+    assert (late.inserted, late.updated) == (0, 0)  # an older copy does not bring it back
+    with sqlite3.connect(store.path) as conn:
+        deleted_at, data = conn.execute("SELECT _deleted_at, _data FROM items").fetchone()
+    assert deleted_at is not None
+    assert json.loads(data)["v"] == "a"  # soft: the last known record stays
+
+    back = store.commit_page(TABLE, [row(1, {"v": "c"}, "2024-01-04T00:00:00.000000Z")], State(KEY))
+    assert back.inserted == 1  # re-created after its deletion: a new insert
+    assert read(store)[1] == ("c", "2024-01-04T00:00:00.000000Z")
+
+
 def test_page_and_checkpoint_roll_back_together(store: SQLiteStore) -> None:
     store.commit_page(TABLE, [row(1, {"v": "a"}, None)], State(KEY, position={"page": 2}))
     broken = [row(2, {"v": "b"}, None), (1, 3, "{}", None, "extra")]  # the 2nd insert fails

@@ -342,3 +342,44 @@ def test_huge_integers_survive_into_the_stored_json_and_as_keys() -> None:
     (row,) = shaped.rows
     assert row[0] == "99999999999999999999"
     assert json.loads(row[1]) == {"id": 99999999999999999999, "n": "1e400"}
+
+
+# --- tombstones ----------------------------------------------------------------------------
+
+
+def test_a_predicate_turns_records_into_tombstones() -> None:
+    shaped = shaper(deleted="deleted").rows([{"id": 1}, {"id": 2, "deleted": True}], ())
+    assert [row[0] for row in shaped.rows] == [1]
+    assert [row[0] for row in shaped.deletes] == [2]
+
+
+def test_a_list_of_bare_keys_on_the_page_deletes_those_keys() -> None:
+    body = {"items": [{"id": "a"}], "removed": ["b", "c"]}
+    shaped = shaper(deleted={"records": "removed"}, updated_at="at").rows(body["items"], (7,), body)
+    assert [row[:2] for row in shaped.deletes] == [(7, "b"), (7, "c")]
+    assert json.loads(shaped.deletes[0][2]) == {"id": "b"}
+
+
+def test_listed_deletion_records_keep_their_modification_time() -> None:
+    body = {"deleted": [{"id": 3, "at": "2024-05-01T10:00:00+02:00"}]}
+    shaped = shaper(deleted={"records": "deleted"}, updated_at="at").rows([], (), body)
+    assert shaped.deletes[0][-1] == "2024-05-01T08:00:00.000000Z"
+
+
+def test_a_listed_deletion_without_a_key_is_quarantined_not_applied() -> None:
+    body = {"deleted": [{"name": "no key"}, None]}
+    shaped = shaper(deleted={"records": "deleted"}).rows([], (), body)
+    assert shaped.deletes == []
+    assert len(shaped.rejects) == 2
+    assert "deletion" in shaped.rejects[0].reason
+
+
+def test_a_deletions_path_that_is_not_a_list_is_a_bad_payload() -> None:
+    with pytest.raises(BadPayload, match="list of deletions at 'deleted'"):
+        shaper(deleted={"records": "deleted"}).rows([], (), {"deleted": {"id": 1}})
+
+
+def test_tombstones_config_needs_a_predicate_or_a_list() -> None:
+    with pytest.raises(ValueError, match="'when'"):
+        StreamConfig.model_validate({"primary_key": "id", "deleted": {}})
+    assert StreamConfig.model_validate({"primary_key": "id", "deleted": "x"}).deleted is not None

@@ -40,6 +40,7 @@ __all__ = [
     "RetryConfig",
     "SourceConfig",
     "StreamConfig",
+    "Tombstones",
 ]
 
 Scalar = str | int | float | bool
@@ -109,6 +110,31 @@ class RateLimitHeaders(_Frozen):
     period: Seconds | None = None
 
 
+class Tombstones(_Frozen):
+    """How a feed says a record was deleted: a flag on the record, or a separate list.
+
+    ``deleted: "deleted == `true`"`` is shorthand for ``deleted: {when: …}``.
+    """
+
+    when: str | None = None
+    """A JMESPath predicate on a record: true means the record is a tombstone."""
+    records: str | None = None
+    """A JMESPath on the page body to a list of deleted records, or of bare keys."""
+
+    _paths = field_validator("when", "records")(check_expression)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"when": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Tombstones:
+        if self.when is None and self.records is None:
+            raise ValueError("give 'when' (a predicate on a record) or 'records' (a list's path)")
+        return self
+
+
 class StreamConfig(_Frozen):
     path: str = ""
     method: Literal["GET", "POST"] | None = None
@@ -129,12 +155,12 @@ class StreamConfig(_Frozen):
     """Who gets call permits first; only ``high`` may spend a limit's reserve."""
     weight: int = Field(default=1, gt=0)
     """Calls one request of this stream costs against the limits."""
-    deleted: str | None = None
-    """A JMESPath predicate on a record that marks it as a tombstone (``deleted == `true```)."""
+    deleted: Tombstones | None = None
+    """Tombstones in the feed: a predicate on a record, or where the page lists deletions."""
     on_delete: Literal["soft", "hard"] = "soft"
     """A deleted record's row stays with ``_deleted_at`` set (soft), or goes (hard)."""
 
-    _check_records = field_validator("records", "updated_at", "deleted")(check_expression)
+    _check_records = field_validator("records", "updated_at")(check_expression)
 
     @field_validator("primary_key")
     @classmethod

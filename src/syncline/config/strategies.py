@@ -45,6 +45,23 @@ __all__ = [
 ]
 
 
+def check_template(value: str | None) -> str | None:
+    """A filter template must say where the value goes, and only there."""
+    if value is not None and value.count(VALUE_SLOT) != 1:
+        raise ValueError(
+            f"a template holds {VALUE_SLOT} exactly once, e.g. 'Timestamp gt {{value}}'"
+        )
+    return value
+
+
+def fill_template(template: str | None, value: object) -> object:
+    """The parameter sent: the bare value, or the template with the value in its slot."""
+    return value if template is None else template.replace(VALUE_SLOT, str(value))
+
+
+VALUE_SLOT = "{value}"
+
+
 class _Frozen(BaseModel):
     """Config values never change after loading: frozen, and unknown keys are errors."""
 
@@ -155,11 +172,15 @@ class WatermarkIncremental(_Frozen):
     initial: str | int | None = None
     lookback: timedelta = timedelta(0)
     format: Literal["iso8601", "epoch", "epoch_ms", "raw"] = "iso8601"
+    template: str | None = None
+    """The whole parameter around the value, for filter languages: ``Timestamp gt {value}``."""
 
     @field_validator("lookback", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
+
+    _template = field_validator("template")(check_template)
 
 
 class CursorIncremental(_Frozen):
@@ -183,9 +204,15 @@ class SyncTokenIncremental(_Frozen):
     """Where the last page holds a token to send back as ``param``."""
     param: str | None = None
     """The query parameter (or GraphQL variable) the token goes back in."""
+    template: str | None = None
+    """The whole parameter around the token, e.g. ``Timestamp gt {value}``."""
     expired_statuses: list[int] = Field(default_factory=lambda: [410])
+    expired_when: str | None = None
+    """A JMESPath predicate on an error answer's body that also means "token expired"
+    (for APIs that say so with a 400 and an error code)."""
 
-    _paths = field_validator("link_path", "token_path")(check_expression)
+    _paths = field_validator("link_path", "token_path", "expired_when")(check_expression)
+    _template = field_validator("template")(check_template)
 
     @model_validator(mode="after")
     def _one_way_back(self) -> SyncTokenIncremental:

@@ -26,6 +26,7 @@ import orjson
 
 from syncline.stores.base import Change, PageChanges, Row, State, Sweep, TableSpec
 from syncline.stores.sql import quote_identifier as _quote
+from syncline.timestamps import Comparable
 
 __all__ = ["CHANGES_SCHEMA", "apply_page", "content_hash", "fetch_rows", "read_changes"]
 
@@ -156,11 +157,12 @@ def apply_page(
         identity, data, updated = row[:width], row[width], row[width + 1]
         digest = content_hash(data)
         before = stored.get(identity)
+        if before is not None and _older(updated, before.updated_at):
+            # Seen, but an older copy (of a live row, or of one deleted since): keep ours.
+            touched.append((synced_at, *identity))
+            continue
         if before is None or before.deleted:
             feed["insert"].append(identity)
-        elif _older(updated, before.updated_at):
-            touched.append((synced_at, *identity))  # seen, but an older copy: keep ours
-            continue
         elif before.hash == digest:
             unchanged += 1
         else:
@@ -178,13 +180,13 @@ def apply_page(
         before = stored.get(identity)
         if before is None or before.deleted or _older(updated, before.updated_at):
             continue
-        gone.append(identity)
+        gone.append((updated, identity))
         feed["delete"].append(identity)
         stored[identity] = _Stored(before.hash, updated, True)
     if sweep is not None:
         for identity in _unseen(db, table, sweep):
             if identity not in stored or not stored[identity].deleted:
-                gone.append(identity)
+                gone.append((None, identity))
                 feed["delete"].append(identity)
     _remove(db, table, gone, synced_at, where)
     _record(db, table, state, feed, synced_at)
@@ -234,17 +236,20 @@ def _unseen(db: sqlite3.Connection, table: TableSpec, sweep: Sweep) -> list[tupl
 def _remove(
     db: sqlite3.Connection,
     table: TableSpec,
-    identities: Sequence[tuple[Any, ...]],
+    gone: Sequence[tuple[Comparable | None, tuple[Any, ...]]],
     synced_at: str,
     where: str,
 ) -> None:
-    if not identities:
+    """Delete, or mark deleted as of the tombstone's own modification value, so an older
+    copy seen later never brings the row back (newest wins, deletions included)."""
+    if not gone:
         return
     name = _quote(table.name)
     if table.on_delete == "hard":
-        db.executemany(f"DELETE FROM {name} WHERE {where}", identities)
+        db.executemany(f"DELETE FROM {name} WHERE {where}", [identity for _, identity in gone])
     else:
         db.executemany(
-            f"UPDATE {name} SET _deleted_at = ?, _synced_at = ? WHERE {where}",
-            [(synced_at, synced_at, *identity) for identity in identities],
+            f"UPDATE {name} SET _deleted_at = ?, _synced_at = ?, "
+            f"_updated_at = COALESCE(?, _updated_at) WHERE {where}",
+            [(synced_at, synced_at, updated, *identity) for updated, identity in gone],
         )
