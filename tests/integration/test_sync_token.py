@@ -244,3 +244,29 @@ def test_a_kill_mid_pass_then_rerun_gives_the_same_store_and_feed(
     assert outcome["killed"] == outcome["clean"]
     kinds_seen = collections.Counter(kind for _, kind in outcome["clean"][0])
     assert kinds_seen == {"insert": 240 + 20, "update": 25, "delete": 10}
+
+
+def test_a_record_changed_mid_pass_ends_with_its_newest_version(
+    inxmail: SandboxProcess, tmp_path: Path
+) -> None:
+    """Inxmail pages over a live view: a record changed during the pass is served again
+    on a later page with a newer modificationDate; the newer copy is the one kept."""
+    db = tmp_path / "store.db"
+    config = config_for(inxmail, db)
+    paused = syncline.sync(config, max_calls=2)  # pages 1-2 of 5, then a pause
+    assert paused.streams[0].status == "paused"
+    early = sorted(stored(db))[:3]  # already stored by this pass
+    before = {key: stored(db)[key] for key in early}
+    inxmail.seed_mutate("inxmail", SPACE, update_ids=early)
+
+    rest = syncline.sync(config)
+    assert rest.ok, [r.error for r in rest.streams]
+    now = stored(db)
+    assert now == remote(inxmail)
+    assert all(now[key] > before[key] for key in early)  # the newer copy won
+    entries = [e for e in syncline.changes(config) if e["key"] in early]
+    assert sorted((e["key"], e["kind"]) for e in entries) == sorted(
+        [(key, "insert") for key in early] + [(key, "update") for key in early]
+    )
+    after = syncline.sync(config)  # the token from the end of that pass: nothing new
+    assert after.changed() == {"inserted": 0, "updated": 0, "deleted": 0}

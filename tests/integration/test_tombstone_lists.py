@@ -73,7 +73,9 @@ def remote(api: SandboxProcess) -> set[int]:
     return {int(record["number"]) for record in api.seed_records("demarches", DEMARCHE)}
 
 
-def test_a_separate_list_of_deletions_marks_rows_deleted(ds: SandboxProcess, tmp_path: Path) -> None:
+def test_a_separate_list_of_deletions_marks_rows_deleted(
+    ds: SandboxProcess, tmp_path: Path
+) -> None:
     db = tmp_path / "store.db"
     config = config_for(ds, db)
     first = syncline.sync(config)
@@ -87,7 +89,9 @@ def test_a_separate_list_of_deletions_marks_rows_deleted(ds: SandboxProcess, tmp
     assert live(db) == remote(ds)
     assert second.changed() == {"inserted": 0, "updated": 2, "deleted": 3}
     deleted = sorted(
-        int(c["key"]) for c in syncline.changes(config, run_id=second.run_id) if c["kind"] == "delete"
+        int(c["key"])
+        for c in syncline.changes(config, run_id=second.run_id)
+        if c["kind"] == "delete"
     )
     assert deleted == sorted(int(n) for n in touched["deleted"])
     with sqlite3.connect(db) as conn:  # soft: the last known record stays, marked deleted
