@@ -51,11 +51,11 @@ def inxmail(sandbox: SandboxProcess) -> SandboxProcess:
     return sandbox
 
 
-def config_for(api: SandboxProcess, db: Path) -> Config:
+def config_for(api: SandboxProcess, db: Path, stream: dict[str, Any] | None = None) -> Config:
     return make_config(
         api.seed_url("inxmail"),
         db,
-        {"mailings": inxmail_stream()},
+        {"mailings": stream or inxmail_stream()},
         auth={"type": "basic", "username": SPACE, "password": "inx-secret"},
     )
 
@@ -171,10 +171,7 @@ def test_an_api_error_code_can_mean_token_expired(inxmail: SandboxProcess, tmp_p
     stream = inxmail_stream()
     # Recognise the refusal by the problem document's body, not by its status.
     stream["incremental"] |= {"expired_statuses": [], "expired_when": "title == 'Gone'"}
-    config = make_config(
-        inxmail.seed_url("inxmail"), db, {"mailings": stream},
-        auth={"type": "basic", "username": SPACE, "password": "inx-secret"},
-    )  # fmt: skip
+    config = config_for(inxmail, db, stream)
     syncline.sync(config)
     inxmail.seed_mutate("inxmail", SPACE, delete=1)
     inxmail.seed_expire_tokens()
@@ -190,10 +187,7 @@ def test_a_refusal_that_is_not_an_expiry_fails_the_job(
     db = tmp_path / "store.db"
     stream = inxmail_stream()
     stream["incremental"] |= {"expired_statuses": [], "expired_when": "title == 'Other'"}
-    config = make_config(
-        inxmail.seed_url("inxmail"), db, {"mailings": stream},
-        auth={"type": "basic", "username": SPACE, "password": "inx-secret"},
-    )  # fmt: skip
+    config = config_for(inxmail, db, stream)
     syncline.sync(config)
     inxmail.seed_expire_tokens()
     failed = syncline.sync(config)
