@@ -148,7 +148,10 @@ def finish_pass(
     elif isinstance(mode, SyncTokenIncremental):
         token = _token_on(mode, page)
         if token is None:
-            log.warning(
+            # Feeds whose token is computed from the records (max(Timestamp)) have none on an
+            # empty last page: nothing changed, and the previous token is still right.
+            log.log(
+                logging.WARNING if page.record_count else logging.DEBUG,
                 "the last page has no sync token at %r; the next run starts from the previous one",
                 mode.link_path or mode.token_path,
             )
