@@ -373,7 +373,10 @@ async def _take_page(work: _Pass, committed: State, fetched: FetchedPage) -> Sta
             state.cursor = work.client.scrub_url(state.cursor)
         state.pass_restarts = 0
         state.status = "ok"
-    _count_page(state, len(shaped.rows), work.counter.sent - result.requests)
+    # One reading of the counter for the checkpoint and the result: the next page, already
+    # requested ahead, may send (and retry) while this one commits; its calls belong to it.
+    sent = work.counter.sent
+    _count_page(state, len(shaped.rows), sent - result.requests)
     changes = await asyncio.to_thread(
         _commit, work.store, job, shaped, committed, state, work.lease
     )
@@ -384,8 +387,8 @@ async def _take_page(work: _Pass, committed: State, fetched: FetchedPage) -> Sta
     result.records += len(shaped.rows)
     result.rejected += len(shaped.rejects)
     result.pages += 1
-    result.requests = work.counter.sent
-    work.listener.page_committed(job, len(shaped.rows), work.counter.sent)
+    result.requests = sent
+    work.listener.page_committed(job, len(shaped.rows), sent)
     return state
 
 
