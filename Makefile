@@ -23,10 +23,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	$(BIN)/syncline demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-output
+	rm -f syncline-demo.db syncline-demo.db-wal syncline-demo.db-shm syncline-demo.yaml

@@ -474,6 +474,71 @@ def sandbox(port: int, records: int, seed: int, token: str | None) -> None:
     serve(port=port, records=records, seed=seed, token=token)
 
 
+@cli.command(name="presets")
+def presets_command() -> None:
+    """List the ready configs for real APIs (write one with `syncline init --preset NAME`)."""
+    from syncline.presets import all_presets
+
+    found = all_presets()
+    width = max(len(preset.name) for preset in found) + 2
+    for preset in found:
+        click.echo(f"{preset.name:<{width}}{preset.description}")
+    click.echo("\nwrite one with: syncline init --preset NAME [--out syncline.yaml]")
+
+
+@cli.command()
+@click.option("--preset", "preset_name", required=True, help="A name `syncline presets` lists.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="syncline.yaml",
+    show_default=True,
+    help="Where to write the config.",
+)
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+def init(preset_name: str, out: Path, force: bool) -> None:
+    """Write a preset's commented config for the real API, to fill in and run."""
+    from syncline.presets import PresetError, get_preset, write_preset
+
+    try:
+        path = write_preset(preset_name, out, force=force)
+    except PresetError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    preset = get_preset(preset_name)
+    click.echo(f"wrote {path}: {preset.description}")
+    click.echo("fill in what its header names", nl=False)
+    needed = preset.required_env()
+    click.echo(f"; the environment needs {', '.join(needed)}" if needed else "")
+    click.echo(f"then: syncline check -c {path} && syncline sync -c {path}")
+
+
+@cli.command()
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="syncline-demo.db",
+    show_default=True,
+    help="The demo's SQLite store (replaced on each run; its config goes next to it as .yaml).",
+)
+@click.option("--quick", is_flag=True, help="The emulations' default sizes: a few seconds.")
+def demo(db: Path, quick: bool) -> None:
+    """Sync the four presets from the local sandbox, change the data, sync again, compare."""
+    from syncline.demo import DemoError, run_demo
+
+    try:
+        ok = run_demo(db, quick=quick)
+    except DemoError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except SynclineError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except RuntimeError as exc:  # the sandbox child process did not start
+        _fail(f"the demo could not start the sandbox: {exc}", EXIT_FAILED)
+    except Interrupted as stop:
+        click.echo(f"{stop.signal_name}: demo interrupted", err=True)
+        sys.exit(stop.exit_code)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)

@@ -9,6 +9,7 @@ from typing import Self
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 from syncline.engine import JobResult
 from syncline.plan import Job
@@ -45,15 +46,23 @@ class BarsListener:
     """One live line per job: records, pages, requests per second."""
 
     def __init__(self, console: Console) -> None:
+        # On a narrow terminal the job's name gives way (ellipsis), never the numbers.
+        def fixed(width: int) -> Column:
+            return Column(no_wrap=True, width=width)
+
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.fields[records]:>9,} records"),
-            TextColumn("{task.fields[pages]:>6,} pages"),
-            TextColumn("{task.fields[rate]:>7.1f} req/s"),
-            TextColumn("{task.fields[outcome]}"),
-            TimeElapsedColumn(),
+            TextColumn(
+                "{task.description}",
+                table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
+            ),
+            TextColumn("{task.fields[records]:>9,} records", table_column=fixed(17)),
+            TextColumn("{task.fields[pages]:>6,} pages", table_column=fixed(12)),
+            TextColumn("{task.fields[rate]:>7.1f} req/s", table_column=fixed(13)),
+            TextColumn("{task.fields[outcome]}", table_column=fixed(6)),
+            TimeElapsedColumn(table_column=fixed(7)),
             console=console,
+            expand=True,
         )
         self._tasks: dict[str, TaskID] = {}
         self._started: dict[str, float] = {}
