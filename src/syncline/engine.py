@@ -332,6 +332,9 @@ async def _sync_passes(
             counter=counter,
             budget=budget,
             opening=opening(job.stream, committed.pass_filter),
+            # Under declared limits calls are what is scarce: none is spent before it is
+            # needed (a pass that stops early would waste it), and permits go in turn.
+            request_ahead=budget is None or not budget.declared,
         )
         try:
             async with contextlib.aclosing(pages):

@@ -49,14 +49,15 @@ async def walk_pages(
     counter: RequestCounter | None = None,
     budget: CallBudget | None = None,
     opening: Callable[[RequestSpec], RequestSpec] | None = None,
+    request_ahead: bool = True,
 ) -> AsyncGenerator[FetchedPage, None]:
     """Yield each page of the pass from ``position``; the caller commits before asking for more.
 
     While the caller commits a page, the next one is already on its way
-    (one request ahead, never more): the API's time and ours overlap instead of
-    adding up. Only a page that passed every guard is requested ahead, and it
-    is handed over only when the caller asks for it, so the checkpoint still
-    moves over committed pages only. Close the generator
+    (``request_ahead``: one request ahead, never more): the API's time and ours
+    overlap instead of adding up. Only a page that passed every guard is
+    requested ahead, and it is handed over only when the caller asks for it, so
+    the checkpoint still moves over committed pages only. Close the generator
     (``contextlib.aclosing``) to cancel a request ahead that is no longer wanted.
 
     ``opening`` rewrites the request of the pass's first page (a sync token or link).
@@ -80,7 +81,8 @@ async def walk_pages(
             if next_position is not None:
                 try:
                     request = walk.checked(next_position)
-                    walk.send_ahead(request, counter, budget)
+                    if request_ahead:
+                        walk.send_ahead(request, counter, budget)
                 except SourceError as exc:
                     refusal = exc  # raised when the caller asks for that page, not before
             yield FetchedPage(current, page, records, next_position)

@@ -123,5 +123,7 @@ def test_faults_and_a_kill_anywhere_converge_to_the_source_within_bounded_reques
         assert json.loads(state["position"]) is None
         assert state["status"] == "ok"
         total = requests_served(sandbox)
-        assert total <= clean + injected + (len(codes) - 1), (total, injected, codes)
+        # Each interrupted run may have spent two calls that never committed: the page in
+        # flight, and the next one already requested ahead.
+        assert total <= clean + injected + 2 * (len(codes) - 1), (total, injected, codes)
         assert total <= 3 * clean + injected
