@@ -1,9 +1,11 @@
-"""Shared fixtures: one real sandbox API process for the session, real SQLite files."""
+"""Shared fixtures: one real sandbox API process for the session, real SQLite files, and one
+real PostgreSQL server for the session (a schema per test)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 
 from syncline import Config, config_from_dict
 from syncline.sandbox import SandboxProcess
+from tests.pg_server import PostgresServer
 
 RECORDS = 2345
 
@@ -48,3 +51,43 @@ def state_rows(db: Path) -> list[dict[str, Any]]:
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute("SELECT * FROM _syncline_state")]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server from the Debian binaries, for the session; fails (never skips)
+    when they are missing, naming the package to install."""
+    with PostgresServer() as server:
+        yield server
+
+
+class PostgresSchemas:
+    """Fresh store URLs on the session's server, one schema each, dropped after the test."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.created: list[str] = []
+
+    def url(self, *, user: str | None = None) -> str:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        self.created.append(schema)
+        if user is None:
+            return self.server.url(schema)
+        return self.server.url(schema, user=user)
+
+    def drop(self) -> None:
+        for schema in self.created:
+            self.server.drop_schema(schema)
+
+
+@pytest.fixture
+def postgres_schemas(postgres_server: PostgresServer) -> Iterator[PostgresSchemas]:
+    schemas = PostgresSchemas(postgres_server)
+    yield schemas
+    schemas.drop()
+
+
+@pytest.fixture
+def postgres_url(postgres_schemas: PostgresSchemas) -> str:
+    """A store URL in a schema of its own on the session's PostgreSQL server."""
+    return postgres_schemas.url()

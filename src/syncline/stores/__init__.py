@@ -37,11 +37,30 @@ __all__ = [
 ]
 
 
+INSTALL_POSTGRES = "pip install 'syncline[postgres]'"
+
+
 def open_store(url: str) -> Store:
-    """Open the store a config's ``store:`` URL names."""
+    """Open the store a config's ``store:`` URL names.
+
+    Backends other than SQLite are optional extras, imported only when named,
+    so a SQLite user never needs their drivers.
+    """
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite:///"))
     scheme = url.split(":", 1)[0]
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from syncline.stores.postgres import PostgresStore
+        except ImportError as exc:
+            if exc.name not in ("psycopg", "psycopg_pool") and "libpq" not in str(exc):
+                raise
+            raise ConfigError(
+                f"the PostgreSQL store needs psycopg: {INSTALL_POSTGRES}", key="store"
+            ) from None
+        return PostgresStore(url)
     raise ConfigError(
-        f"unsupported store {scheme!r}: this version supports sqlite:///path.db", key="store"
+        f"unsupported store {scheme!r}: this version supports sqlite:///path.db and "
+        "postgresql://user@host/db?schema=name",
+        key="store",
     )

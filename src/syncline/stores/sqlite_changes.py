@@ -9,22 +9,20 @@ Why one entry per page and kind, its keys a JSON array (``json_each(keys)`` in
 SQL): an initial load inserts every record, and a row per key doubled the
 cost of a full sync; a row per page costs nothing measurable.
 
-Why a content hash: an API that can only be polled in full sends every record
-again on every run. Comparing a hash of the stored JSON with the new one tells
-a real update from a re-read, so a poll that changed nothing records nothing.
+What counts as an insert, update, unchanged re-read or older copy is decided
+in :mod:`syncline.stores.page_plan`, shared with every other store.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from syncline.stores.base import Change, PageChanges, Row, State, Sweep, TableSpec
+from syncline.stores.page_plan import Stored, content_hash, plan_page
 from syncline.stores.sql import quote_identifier as _quote
 from syncline.timestamps import Comparable
 
@@ -41,17 +39,6 @@ CREATE INDEX IF NOT EXISTS _syncline_changes_run ON _syncline_changes (run_id)
 """
 _CHUNK = 400
 """Rows looked up per query (SQLite allows 32,766 bound values; keys may be composite)."""
-
-
-def content_hash(data: str) -> str:
-    return hashlib.blake2b(data.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
-
-
-@dataclass(slots=True)
-class _Stored:
-    hash: str | None
-    updated_at: Any
-    deleted: bool
 
 
 def _lookup(
@@ -77,11 +64,11 @@ def _lookup(
 
 def _stored(
     db: sqlite3.Connection, table: TableSpec, identities: Iterable[tuple[Any, ...]]
-) -> dict[tuple[Any, ...], _Stored]:
+) -> dict[tuple[Any, ...], Stored]:
     """The stored hash, modification value and deletion mark of each identity that exists."""
     extra = "t._hash, t._updated_at, t._deleted_at IS NOT NULL"
     return {
-        identity: _Stored(digest, updated, bool(deleted))
+        identity: Stored(digest, updated, bool(deleted))
         for identity, (digest, updated, deleted) in _lookup(db, table, identities, extra)
     }
 
@@ -126,16 +113,6 @@ def read_changes(
             yield Change(id_, run, source, stream, partition, key, kind, changed_at)
 
 
-def _older(candidate: Any, stored: Any) -> bool:
-    """Newest wins: is ``candidate`` strictly older than what is stored (as SQL compares)?"""
-    if candidate is None or stored is None:
-        return False
-    try:
-        return bool(candidate < stored)
-    except TypeError:
-        return isinstance(candidate, int | float)  # SQLite orders numbers before text
-
-
 def apply_page(
     db: sqlite3.Connection,
     table: TableSpec,
@@ -147,55 +124,23 @@ def apply_page(
     sweep: Sweep | None,
 ) -> PageChanges:
     """Inside the page's write transaction: store ``rows``, apply tombstones and the sweep,
-    and record each real change in ``_syncline_changes``."""
+    and record each real change in ``_syncline_changes`` (decided by :func:`plan_page`)."""
     width = len(table.identity_columns)
     stored = _stored(db, table, (row[:width] for row in (*rows, *deletes)))
-    feed: dict[str, list[tuple[Any, ...]]] = {"insert": [], "update": [], "delete": []}
-    writes, touched = [], []
-    unchanged = 0
-    for row in rows:
-        identity, data, updated = row[:width], row[width], row[width + 1]
-        digest = content_hash(data)
-        before = stored.get(identity)
-        if before is not None and _older(updated, before.updated_at):
-            # Seen, but an older copy (of a live row, or of one deleted since): keep ours.
-            touched.append((synced_at, *identity))
-            continue
-        if before is None or before.deleted:
-            feed["insert"].append(identity)
-        elif before.hash == digest:
-            unchanged += 1
-        else:
-            feed["update"].append(identity)
-        writes.append((*row, synced_at, digest))
-        stored[identity] = _Stored(digest, updated if updated is not None else None, False)
-    if writes:
-        db.executemany(upsert_sql, writes)
+    plan = plan_page(width, rows, deletes, stored)
+    if plan.writes:
+        db.executemany(upsert_sql, [(*row, synced_at, digest) for row, digest in plan.writes])
     where = " AND ".join(f"{_quote(c)} = ?" for c in table.identity_columns)
-    if touched:
-        db.executemany(f"UPDATE {_quote(table.name)} SET _synced_at = ? WHERE {where}", touched)
-    gone = []
-    for row in deletes:
-        identity, updated = row[:width], row[width + 1]
-        before = stored.get(identity)
-        if before is None or before.deleted or _older(updated, before.updated_at):
-            continue
-        gone.append((updated, identity))
-        feed["delete"].append(identity)
-        stored[identity] = _Stored(before.hash, updated, True)
+    if plan.touched:
+        db.executemany(
+            f"UPDATE {_quote(table.name)} SET _synced_at = ? WHERE {where}",
+            [(synced_at, *identity) for identity in plan.touched],
+        )
     if sweep is not None:
-        for identity in _unseen(db, table, sweep):
-            if identity not in stored or not stored[identity].deleted:
-                gone.append((None, identity))
-                feed["delete"].append(identity)
-    _remove(db, table, gone, synced_at, where)
-    _record(db, table, state, feed, synced_at)
-    return PageChanges(
-        inserted=len(feed["insert"]),
-        updated=len(feed["update"]),
-        deleted=len(gone),
-        unchanged=unchanged,
-    )
+        plan.sweep(_unseen(db, table, sweep))
+    _remove(db, table, plan.gone, synced_at, where)
+    _record(db, table, state, plan.feed, synced_at)
+    return plan.changes()
 
 
 def _record(
