@@ -19,6 +19,7 @@ from syncline.budget.headers import ServerWindow
 from syncline.stores.base import LEDGER_BUCKETS as BUCKETS
 from syncline.stores.base import WindowSpec
 from syncline.stores.postgres_schema import xact_lock
+from syncline.stores.records_of import server_window
 
 __all__ = [
     "lock_scopes",
@@ -184,18 +185,4 @@ def server_windows(cur: Cursor, s: str, scope: str | None, now: float) -> list[d
     if scope is not None:
         sql, args = sql + " WHERE scope = %s", (scope,)
     cur.execute(sql + ' ORDER BY scope COLLATE "C", name COLLATE "C"', args)
-    rows = []
-    for scope_, name, lim, remaining, reset_at, period, observed in cur.fetchall():
-        expired = reset_at is not None and reset_at <= now
-        rows.append(
-            {
-                "scope": scope_,
-                "name": name,
-                "limit": lim,
-                "remaining": lim if expired and lim is not None else remaining,
-                "reset_at": None if expired else reset_at,
-                "period": period,
-                "observed_at": observed,
-            }
-        )
-    return rows
+    return [server_window(row, now) for row in cur.fetchall()]

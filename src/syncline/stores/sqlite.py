@@ -39,6 +39,7 @@ from syncline.stores.base import (
     TableSpec,
     WindowSpec,
 )
+from syncline.stores.records_of import STATE_COLUMNS, state_from_row, state_values
 from syncline.stores.sql import quote_identifier
 
 __all__ = ["SQLiteStore", "quote_identifier"]
@@ -76,12 +77,6 @@ CREATE TABLE IF NOT EXISTS _syncline_runs (
     records INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0, errors TEXT
 );
 """
-_STATE_COLUMNS = (
-    "watermark", "cursor", "position", "pass_filter", "pass_max",
-    "run_id", "status", "error", "records", "pages", "requests", "updated_at",
-    "pass_restarts", "not_before", "pass_started", "pass_drift",
-    "pass_requests", "last_pass_requests",
-)  # fmt: skip
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # version reached -> statements that bring the previous version there
     2: (
@@ -96,7 +91,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     4: (),  # the change feed (a new table) and stream tables' _hash/_deleted_at (ensure_table)
 }
-_JSON_STATE = frozenset({"watermark", "cursor", "position", "pass_filter", "pass_max"})
 
 
 log = logging.getLogger("syncline")
@@ -437,46 +431,30 @@ class SQLiteStore:
 
     def _write_state(self, state: State) -> None:
         state.updated_at = _now()
-        values = [
-            json.dumps(getattr(state, c)) if c in _JSON_STATE else getattr(state, c)
-            for c in _STATE_COLUMNS
-        ]
-        marks = ", ".join("?" for _ in _STATE_COLUMNS)
+        values = [*state_values(state)]
+        marks = ", ".join("?" for _ in STATE_COLUMNS)
         self._db.execute(
             f"INSERT OR REPLACE INTO _syncline_state (source, stream, partition, "
-            f"{', '.join(_STATE_COLUMNS)}) VALUES (?, ?, ?, {marks})",
+            f"{', '.join(STATE_COLUMNS)}) VALUES (?, ?, ?, {marks})",
             (state.key.source, state.key.stream, state.key.partition, *values),
         )
 
     def load_state(self, key: StateKey) -> State | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {', '.join(_STATE_COLUMNS)} FROM _syncline_state "
+                f"SELECT {', '.join(STATE_COLUMNS)} FROM _syncline_state "
                 "WHERE source = ? AND stream = ? AND partition = ?",
                 (key.source, key.stream, key.partition),
             ).fetchone()
         return None if row is None else self._state(key, row)
 
     def _state(self, key: StateKey, row: Sequence[Any]) -> State:
-        fields: dict[str, Any] = {}
-        for column, stored in zip(_STATE_COLUMNS, row, strict=True):
-            if column in _JSON_STATE and stored is not None:
-                try:
-                    fields[column] = json.loads(stored)
-                except ValueError:
-                    raise StoreError(
-                        f"{self.path}: the checkpoint of {key.source}.{key.stream} {key.partition} "
-                        "is corrupt; run `syncline reset` for that stream"
-                    ) from None
-            else:
-                fields[column] = stored
-        fields["pass_drift"] = bool(fields.get("pass_drift"))
-        return State(key=key, **fields)
+        return state_from_row(key, row, self.path)
 
     def all_states(self) -> list[State]:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT source, stream, partition, {', '.join(_STATE_COLUMNS)} "
+                f"SELECT source, stream, partition, {', '.join(STATE_COLUMNS)} "
                 "FROM _syncline_state ORDER BY source, stream, partition"
             ).fetchall()
         return [self._state(StateKey(*row[:3]), row[3:]) for row in rows]

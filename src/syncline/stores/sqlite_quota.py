@@ -20,6 +20,7 @@ from typing import Any
 from syncline.budget.headers import ServerWindow
 from syncline.stores.base import LEDGER_BUCKETS as BUCKETS
 from syncline.stores.base import WindowSpec
+from syncline.stores.records_of import server_window
 
 __all__ = [
     "QUOTA_SCHEMA",
@@ -179,20 +180,5 @@ def server_windows(db: sqlite3.Connection, scope: str | None, now: float) -> lis
     args: tuple[str, ...] = ()
     if scope is not None:
         sql, args = sql + " WHERE scope = ?", (scope,)
-    rows = []
-    for scope_, name, lim, remaining, reset_at, period, observed in db.execute(
-        sql + " ORDER BY scope, name", args
-    ).fetchall():
-        expired = reset_at is not None and reset_at <= now
-        rows.append(
-            {
-                "scope": scope_,
-                "name": name,
-                "limit": lim,
-                "remaining": lim if expired and lim is not None else remaining,
-                "reset_at": None if expired else reset_at,
-                "period": period,
-                "observed_at": observed,
-            }
-        )
-    return rows
+    rows = db.execute(sql + " ORDER BY scope, name", args).fetchall()
+    return [server_window(row, now) for row in rows]
