@@ -123,6 +123,26 @@ class WindowSpec:
         """The ledger bucket a call made at ``moment`` (epoch seconds) counts in."""
         return math.floor(moment / (self.per / LEDGER_BUCKETS))
 
+    def wait(
+        self, buckets: Sequence[tuple[int, int]], weight: int, spend_reserve: bool, now: float
+    ) -> float:
+        """Seconds until ``weight`` more calls fit, given the window's live ``(bucket, used)``
+        counts oldest first (0: now). Conservative: a bucket frees only once all of it has
+        left the window."""
+        width = self.per / LEDGER_BUCKETS
+        allowed = self.calls - (0 if spend_reserve else self.reserve)
+        used = sum(count for _, count in buckets)
+        if used + weight <= allowed:
+            return 0.0
+        if weight > allowed:
+            return self.per  # never possible at this priority: come back after a whole window
+        freed = 0
+        for bucket, count in buckets:
+            freed += count
+            if used - freed + weight <= allowed:
+                return max(float((bucket + 1) * width + self.per - now), width / 10)
+        return self.per
+
 
 @dataclass(frozen=True, slots=True)
 class PageChanges:

@@ -112,25 +112,13 @@ def _declared_wait(
     spend_reserve: bool,
     now: float,
 ) -> float:
-    width = window.per / BUCKETS
     cur.execute(
         f"SELECT bucket, used FROM {s}._syncline_quota "
         'WHERE scope = %s AND "window" = %s AND bucket >= %s ORDER BY bucket',
         (scope, window.key, window.bucket(now - window.per)),
     )
     buckets = cur.fetchall()
-    allowed = window.calls - (0 if spend_reserve else window.reserve)
-    used = sum(count for _, count in buckets)
-    if used + weight <= allowed:
-        return 0.0
-    if weight > allowed:
-        return window.per  # never possible at this priority: come back after a whole window
-    freed = 0
-    for bucket, count in buckets:
-        freed += count
-        if used - freed + weight <= allowed:
-            return max(float((bucket + 1) * width + window.per - now), width / 10)
-    return window.per
+    return window.wait(buckets, weight, spend_reserve, now)
 
 
 def _server_wait(cur: Cursor, s: str, scope: str, weight: int, now: float) -> float:

@@ -114,25 +114,13 @@ def _declared_wait(
     spend_reserve: bool,
     now: float,
 ) -> float:
-    width = window.per / BUCKETS
     first = window.bucket(now - window.per)
     buckets = db.execute(
         "SELECT bucket, used FROM _syncline_quota WHERE scope = ? AND window = ? AND bucket >= ? "
         "ORDER BY bucket",
         (scope, window.key, first),
     ).fetchall()
-    allowed = window.calls - (0 if spend_reserve else window.reserve)
-    used = sum(count for _, count in buckets)
-    if used + weight <= allowed:
-        return 0.0
-    if weight > allowed:
-        return window.per  # never possible at this priority: come back after a whole window
-    freed = 0
-    for bucket, count in buckets:
-        freed += count
-        if used - freed + weight <= allowed:
-            return max(float((bucket + 1) * width + window.per - now), width / 10)
-    return window.per
+    return window.wait(buckets, weight, spend_reserve, now)
 
 
 def _server_wait(db: sqlite3.Connection, scope: str, weight: int, now: float) -> float:
