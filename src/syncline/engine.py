@@ -56,7 +56,7 @@ from syncline.paginate import DriftAware, Paginator, make_paginator
 from syncline.plan import Job, plan_jobs
 from syncline.records import RecordShaper, ShapedPage
 from syncline.redact import Redactor
-from syncline.stores import Lease, PageChanges, RunRecord, State, Store, Sweep, open_store
+from syncline.stores import Lease, PageChanges, RunRecord, State, Store, Sweep, columns, open_store
 from syncline.timestamps import parse_iso
 
 log = logging.getLogger("syncline")
@@ -446,13 +446,16 @@ def _commit(
 
 
 def _sweep(job: Job, before: State, after: State) -> Sweep | None:
-    """The deletions a complete full pass proves: what it did not see (``detect_deletes``).
+    """The deletions a complete full pass proves: what it did not see (``detect_deletes``,
+    ``mode: snapshot``).
 
     Only when this page completes the pass (``after.position`` is ``None``):
     an interrupted pass proves nothing, and its rows are never swept.
     """
     mode = job.stream.incremental
-    detects = isinstance(mode, NoIncremental) and mode.detect_deletes
+    detects = isinstance(mode, NoIncremental) and (
+        mode.detect_deletes or job.stream.mode == "snapshot"
+    )
     if not (detects or full_pass_proves_deletes(job.stream, before.pass_filter)):
         return None
     if after.position is not None or before.pass_started is None:
@@ -600,6 +603,7 @@ async def run_sync(
     started = time.perf_counter()
     summary = SyncSummary(run_id=uuid.uuid4().hex)
     run = RunRecord(id=summary.run_id, started_at=_now())
+    columns.warn_again()  # each run says once what its typed columns could not hold
     try:
         for job in jobs:
             store.ensure_table(job.table)

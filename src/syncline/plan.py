@@ -13,7 +13,7 @@ from urllib.parse import quote
 from syncline.config import Config, SourceConfig, StreamConfig
 from syncline.errors import ConfigError
 from syncline.request import RequestSpec
-from syncline.stores.base import StateKey, TableSpec
+from syncline.stores.base import Column, StateKey, TableSpec
 
 __all__ = ["Job", "plan_jobs"]
 
@@ -53,6 +53,11 @@ class Job:
             partition_columns=tuple(self.partition),
             key_columns=self.stream.primary_keys,
             on_delete=self.stream.on_delete,
+            columns=tuple(
+                Column(name, column.path, column.type, column.index)
+                for name, column in self.stream.columns.items()
+            ),
+            mode=self.stream.mode,
         )
 
     def base_request(self) -> RequestSpec:

@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-__all__ = ["format_filter_value", "is_zoneless", "normalize"]
+__all__ = ["canonical", "format_filter_value", "is_zoneless", "normalize", "parse_iso"]
 
 _CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 _ISO_START = re.compile(r"^\d{4}-\d\d-\d\d")
@@ -46,7 +46,7 @@ def normalize(value: Any, zone: tzinfo = UTC) -> Comparable | None:
     if _CANONICAL.match(value):
         return value if len(value) == 27 else value[:19] + ".000000Z"
     parsed = parse_iso(value, zone)
-    return value if parsed is None else _canonical(parsed)
+    return value if parsed is None else canonical(parsed)
 
 
 def parse_iso(value: str, zone: tzinfo = UTC) -> datetime | None:
@@ -68,7 +68,7 @@ def parse_iso(value: str, zone: tzinfo = UTC) -> datetime | None:
         return None
 
 
-def _canonical(moment: datetime) -> str:
+def canonical(moment: datetime) -> str:
     # Not strftime("%Y"): it drops the leading zeros of years before 1000 on glibc.
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
@@ -93,7 +93,7 @@ def format_filter_value(
         return (moment - _EPOCH) // timedelta(seconds=1)
     if fmt == "epoch_ms":
         return (moment - _EPOCH) // timedelta(milliseconds=1)  # integer maths: no float rounding
-    text = _canonical(moment)[:19]
+    text = canonical(moment)[:19]
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, date, datetime
+from decimal import Context, Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from syncline.stores import Store, TableSpec, open_store
 from syncline.stores import sqlite as sqlite_module
 from syncline.stores.sql import quote_identifier as sqlite_quote
+from syncline.timestamps import canonical
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -47,6 +50,15 @@ class Backend:
 
     def raw_feed(self, url: str) -> list[tuple[str, str, str, str, list[Any]]]:
         """``(source, stream, partition, kind, keys)`` per feed entry, in id order."""
+        raise NotImplementedError
+
+    def raw_columns(self, url: str, table: TableSpec) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """The typed columns of every row (deleted ones too) by identity, as the store holds
+        them; :func:`normal` makes them comparable across stores."""
+        raise NotImplementedError
+
+    def raw_indexes(self, url: str, table: TableSpec) -> set[str]:
+        """The typed columns of ``table`` that have an index."""
         raise NotImplementedError
 
     def execute(self, url: str, sql: str) -> None:
@@ -81,6 +93,45 @@ class Backend:
             for key in keys
         )
         return {"rows": rows, "feed": feed, "states": states}
+
+
+def normal(kind: str, value: Any) -> Any:
+    """A typed column's value as JSON would write it, whatever the store's own type:
+    SQLite's 1/0 booleans, PostgreSQL's Decimal and datetime, DuckDB's, a JSON line's."""
+    if value is None:
+        return None
+    if kind == "numeric":
+        return format(Decimal(str(value)).normalize(Context(prec=100)), "f")
+    if kind == "boolean":
+        return bool(value)
+    if kind == "real":
+        return float(value)
+    if kind == "timestamp":
+        if isinstance(value, datetime):
+            return canonical(value.astimezone(UTC))
+        return str(value)
+    if kind == "date":
+        return value.isoformat() if isinstance(value, date) else str(value)
+    if kind == "json":
+        return json.loads(value) if isinstance(value, str) else value
+    return value
+
+
+def typed_select(table: TableSpec, quote: Any) -> str:
+    return ", ".join(quote(c.name) for c in table.columns)
+
+
+def by_identity(
+    table: TableSpec, found: list[Any], decode: Any = lambda v: v
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    width = len(table.identity_columns)
+    return {
+        tuple(decode(v) for v in row[:width]): {
+            c.name: normal(c.type, value)
+            for c, value in zip(table.columns, row[width:], strict=True)
+        }
+        for row in found
+    }
 
 
 class SQLiteBackend(Backend):
@@ -120,6 +171,27 @@ class SQLiteBackend(Backend):
     def execute(self, url: str, sql: str) -> None:
         with sqlite3.connect(self._path(url)) as conn:
             conn.execute(sql)
+
+    def raw_columns(self, url: str, table: TableSpec) -> dict[tuple[Any, ...], dict[str, Any]]:
+        q = sqlite_quote
+        identity = ", ".join(q(c) for c in table.identity_columns)
+        with sqlite3.connect(self._path(url)) as conn:
+            found = conn.execute(
+                f"SELECT {identity}, {typed_select(table, q)} FROM {q(table.name)}"
+            ).fetchall()
+        return by_identity(table, found)
+
+    def raw_indexes(self, url: str, table: TableSpec) -> set[str]:
+        with sqlite3.connect(self._path(url)) as conn:
+            names = [
+                row[1] for row in conn.execute(f"PRAGMA index_list({sqlite_quote(table.name)})")
+            ]
+            return {
+                column[2]
+                for name in names
+                if name.startswith("_syncline_ix_")
+                for column in conn.execute(f"PRAGMA index_info({sqlite_quote(name)})")
+            }
 
 
 class PostgresBackend(Backend):
@@ -165,6 +237,31 @@ class PostgresBackend(Backend):
     def execute(self, url: str, sql: str) -> None:
         with self._connect(url) as conn:
             conn.execute(sql.encode())
+
+    def raw_columns(self, url: str, table: TableSpec) -> dict[tuple[Any, ...], dict[str, Any]]:
+        from syncline.stores.postgres_names import quote_identifier as q
+
+        identity = ", ".join(q(c) for c in table.identity_columns)
+        with self._connect(url) as conn:
+            found = conn.execute(
+                f"SELECT {identity}, {typed_select(table, q)} FROM {q(table.name)}", ()
+            ).fetchall()
+        return by_identity(table, found)
+
+    def raw_indexes(self, url: str, table: TableSpec) -> set[str]:
+        from syncline.stores.postgres_names import pg_name
+
+        with self._connect(url) as conn:
+            found = conn.execute(
+                "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_class t ON t.oid = i.indrelid "
+                "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey) "
+                "WHERE t.relname = %s AND t.relnamespace = current_schema()::regnamespace "
+                "AND c.relname LIKE '\\_syncline\\_ix\\_%%'",
+                (pg_name(table.name),),
+            ).fetchall()
+        names = {pg_name(c.name): c.name for c in table.columns}
+        return {names.get(row[0], row[0]) for row in found}
 
 
 def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:

@@ -144,3 +144,17 @@ def test_every_store_ends_with_the_same_export(
     assert len(reference["rows"]["items"]) == RECORDS + 3 + 0  # soft deletes stay, marked
     for name, export in exports.items():
         assert export == reference, name
+
+
+def test_snapshot_mode_holds_exactly_the_last_complete_pass(
+    backend: Backend, sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    """``mode: snapshot`` (without ``detect_deletes``): what a complete pass did not see goes."""
+    url = backend.url()
+    stream = {**full_poll(), "mode": "snapshot", "incremental": {"type": "none"}}
+    cfg = config(url, sandbox.base_url, {"items": stream}, tmp_path)
+    assert syncline.sync(cfg).ok
+    sandbox.mutate(update=2, insert=1, delete=3)
+    run = syncline.sync(cfg)
+    assert run.changed() == {"inserted": 1, "updated": 2, "deleted": 3}
+    assert stored(backend, url) == {r["id"]: r for r in sandbox.records()}

@@ -511,3 +511,50 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(path)
+
+
+# --- typed columns and mode ----------------------------------------------------------------
+
+
+def test_columns_take_a_path_or_a_full_declaration() -> None:
+    raw = example()
+    products(raw)["columns"] = {
+        "name": "name",
+        "price": {"path": "price", "type": "numeric", "index": True},
+        "city": "address.city",
+    }
+    table = load(raw).sources["shop"].streams["products"].columns
+    assert {n: (c.path, c.type, c.index) for n, c in table.items()} == {
+        "name": ("name", "text", False),
+        "price": ("price", "numeric", True),
+        "city": ("address.city", "text", False),
+    }
+
+
+@pytest.mark.parametrize(
+    ("columns", "fragment"),
+    [
+        ({"price": {"path": "price", "type": "money"}}, "columns.price.type"),
+        ({"price": {"path": "price[", "type": "numeric"}}, "JMESPath"),
+        ({"price": {"type": "numeric"}}, "columns.price.path"),
+        ({"_data": "x"}, "syncline's own"),
+        ({"Name": "a", "name": "b"}, "differ only by case"),
+        ({"ID": "id"}, "primary-key column"),
+        ({"company_id": "company"}, "partition"),
+    ],
+)
+def test_bad_columns_name_the_key(columns: dict[str, Any], fragment: str) -> None:
+    raw = example()
+    products(raw)["columns"] = columns
+    message = str(config_error(raw))
+    assert fragment in message
+    assert "products" in message
+
+
+def test_snapshot_mode_needs_a_full_refresh_stream() -> None:
+    raw = example()
+    products(raw)["mode"] = "snapshot"
+    assert "full-refresh" in str(config_error(raw))
+    products(raw)["incremental"] = {"type": "none"}
+    stream = load(raw).sources["shop"].streams["products"]
+    assert stream.mode == "snapshot"

@@ -34,6 +34,7 @@ from syncline.durations import parse_duration
 from syncline.jpath import check_expression
 
 __all__ = [
+    "ColumnConfig",
     "Config",
     "GraphQLConfig",
     "LimitWindow",
@@ -135,6 +136,31 @@ class Tombstones(_Frozen):
         return self
 
 
+COLUMN_TYPE_NAMES = Literal[
+    "text", "integer", "numeric", "real", "boolean", "timestamp", "date", "json"
+]
+META_COLUMNS = ("_data", "_updated_at", "_synced_at", "_hash", "_deleted_at")
+"""Columns every stream table has: a typed column or key cannot take these names."""
+
+
+class ColumnConfig(_Frozen):
+    """A typed column next to ``_data``: ``price: {path: price, type: numeric, index: true}``.
+
+    ``city: address.city`` is shorthand for ``{path: address.city}`` (type text).
+    """
+
+    path: str
+    type: COLUMN_TYPE_NAMES = "text"
+    index: bool = False
+
+    _path = field_validator("path")(check_expression)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"path": value} if isinstance(value, str) else value
+
+
 class StreamConfig(_Frozen):
     path: str = ""
     method: Literal["GET", "POST"] | None = None
@@ -159,6 +185,11 @@ class StreamConfig(_Frozen):
     """Tombstones in the feed: a predicate on a record, or where the page lists deletions."""
     on_delete: Literal["soft", "hard"] = "soft"
     """A deleted record's row stays with ``_deleted_at`` set (soft), or goes (hard)."""
+    columns: dict[str, ColumnConfig] = Field(default_factory=dict)
+    """Typed columns next to ``_data``, filled from the record on every write."""
+    mode: Literal["merge", "snapshot"] = "merge"
+    """``snapshot``: the destination holds exactly the last complete full pass (a full-refresh
+    stream only; implies ``detect_deletes``; a file store swaps in a new file per pass)."""
 
     _check_records = field_validator("records", "updated_at")(check_expression)
 
@@ -193,7 +224,29 @@ class StreamConfig(_Frozen):
             raise ValueError("incremental type 'cursor' needs a 'cursor' or 'relay' paginator")
         if isinstance(self.paginate, RelayPaginate) and self.graphql is None:
             raise ValueError("paginator 'relay' needs a 'graphql' query")
+        if self.mode == "snapshot" and not isinstance(self.incremental, NoIncremental):
+            raise ValueError(
+                "mode 'snapshot' needs a full-refresh stream (incremental type 'none'): "
+                "only a complete pass can replace what is stored"
+            )
         return self
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, value: dict[str, ColumnConfig]) -> dict[str, ColumnConfig]:
+        folded: dict[str, str] = {}
+        for name in value:
+            if not name or "\x00" in name:
+                raise ValueError(f"column name {name!r} must be non-empty text without NUL")
+            if name.lower() in META_COLUMNS:
+                raise ValueError(f"column name {name!r} is one of syncline's own {META_COLUMNS}")
+            other = folded.setdefault(name.lower(), name)
+            if other != name:
+                raise ValueError(
+                    f"columns {other!r} and {name!r} differ only by case; SQLite and DuckDB "
+                    "see one column"
+                )
+        return value
 
 
 class RetryConfig(_Frozen):
@@ -304,6 +357,14 @@ class SourceConfig(_Frozen):
     @model_validator(mode="after")
     def _placeholders_are_partitions(self) -> SourceConfig:
         for name, stream in self.streams.items():
+            keys = set(self.partitions if stream.partitions is None else stream.partitions)
+            taken = {column.lower() for column in (*keys, *stream.primary_keys)}
+            for column in stream.columns:
+                if column.lower() in taken:
+                    raise ValueError(
+                        f"stream {name!r}: column {column!r} is already a partition or "
+                        "primary-key column of its table"
+                    )
             keys = set(self.partitions if stream.partitions is None else stream.partitions)
             missing = placeholders(stream.path) - keys
             if missing:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from syncline.errors import ConfigError
 from syncline.stores.base import (
+    COLUMN_TYPES,
     Change,
+    Column,
     Lease,
     PageChanges,
     Reject,
@@ -20,7 +22,9 @@ from syncline.stores.base import (
 from syncline.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "COLUMN_TYPES",
     "Change",
+    "Column",
     "Lease",
     "PageChanges",
     "Reject",
@@ -38,6 +42,7 @@ __all__ = [
 
 
 INSTALL_POSTGRES = "pip install 'syncline[postgres]'"
+INSTALL_DUCKDB = "pip install 'syncline[duckdb]'"
 
 
 def open_store(url: str) -> Store:
@@ -59,8 +64,22 @@ def open_store(url: str) -> Store:
                 f"the PostgreSQL store needs psycopg: {INSTALL_POSTGRES}", key="store"
             ) from None
         return PostgresStore(url)
+    if scheme == "duckdb":
+        try:
+            from syncline.stores.duckdb_store import DuckDBStore
+        except ImportError as exc:
+            if exc.name != "duckdb":
+                raise
+            raise ConfigError(
+                f"the DuckDB store needs duckdb: {INSTALL_DUCKDB}", key="store"
+            ) from None
+        return DuckDBStore(url)
+    if scheme == "jsonl":
+        from syncline.stores.jsonl import JsonlStore
+
+        return JsonlStore(url)
     raise ConfigError(
-        f"unsupported store {scheme!r}: this version supports sqlite:///path.db and "
-        "postgresql://user@host/db?schema=name",
+        f"unsupported store {scheme!r}: this version supports sqlite:///path.db, "
+        "postgresql://user@host/db?schema=name, duckdb:///path.duckdb and jsonl:///directory",
         key="store",
     )

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from syncline.budget.headers import ServerWindow
 
 __all__ = [
+    "COLUMN_TYPES",
     "LEDGER_BUCKETS",
     "Change",
+    "Column",
     "Lease",
     "PageChanges",
     "Reject",
@@ -38,6 +40,26 @@ Row = tuple[Any, ...]
 """Partition values, primary-key values, then ``_data`` (JSON text) and ``_updated_at``."""
 
 
+COLUMN_TYPES = ("text", "integer", "numeric", "real", "boolean", "timestamp", "date", "json")
+"""What a typed column may hold; each store maps them to its own SQL types."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A typed column next to ``_data``, filled from the record on every write.
+
+    Its value is derived (``path`` into ``_data``), never the truth: a store may
+    drop and refill it whenever its declaration changes.
+    """
+
+    name: str
+    path: str
+    """JMESPath into the record."""
+    type: str = "text"
+    """One of :data:`COLUMN_TYPES`."""
+    index: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class TableSpec:
     name: str
@@ -45,6 +67,11 @@ class TableSpec:
     key_columns: tuple[str, ...]
     on_delete: str = "soft"
     """``soft``: a deleted record's row stays, with ``_deleted_at`` set; ``hard``: it goes."""
+    columns: tuple[Column, ...] = ()
+    """Typed columns (see :mod:`syncline.stores.columns`)."""
+    mode: str = "merge"
+    """``merge``: rows are upserted in place; ``snapshot`` (a full-refresh stream): the
+    destination holds exactly the last complete pass (a file store rewrites and swaps)."""
 
     @property
     def identity_columns(self) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ from syncline.stores.postgres_changes import (
     record_feed,
     to_json,
 )
+from syncline.stores.postgres_columns import sync_columns
 from syncline.stores.postgres_connect import Target, connect, parse_url
 from syncline.stores.postgres_leases import KEY_WHERE
 from syncline.stores.postgres_names import pg_name, quote_identifier
@@ -139,9 +140,11 @@ class PostgresStore:
     def ensure_table(self, table: TableSpec) -> None:
         ddl = table_ddl(self._s, table)
         with self._tx(f"creating table {table.name}") as cur:
+            xact_lock(cur, "syncline-table", self.schema, pg_name(table.name))
             if not _table_exists(cur, self.schema, table.name):
                 xact_lock(cur, "syncline-schema", self.schema)
                 cur.execute(ddl, ())
+            sync_columns(cur, self._s, f"{self._s}.{quote_identifier(table.name)}", table)
         self._sql(table)
 
     def commit_page(

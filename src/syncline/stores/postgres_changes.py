@@ -24,17 +24,17 @@ write in order would leave.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import psycopg
 
 from syncline.stores.base import Change, Row, State, Sweep, TableSpec
 from syncline.stores.page_plan import PagePlan, Stored, plan_page
+from syncline.stores.postgres_columns import document_values, typed_select
 from syncline.stores.postgres_names import quote_identifier as q
+from syncline.stores.postgres_rows import to_json
 from syncline.stores.postgres_schema import xact_lock
 from syncline.timestamps import Comparable
 
@@ -53,14 +53,6 @@ Cursor = psycopg.Cursor[tuple[Any, ...]]
 Identity = tuple[Any, ...]
 STAMP = """to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 """A ``timestamptz`` back as our fixed-width UTC text (what SQLite stores)."""
-
-
-def to_json(value: Any) -> str:
-    """JSON text of a value bound to a ``jsonb`` parameter (integers of any size stay exact)."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value)
 
 
 def not_older(new: str, old: str) -> str:
@@ -97,15 +89,20 @@ class TableSql:
         identity = ", ".join(q(c) for c in columns)
         width = len(columns)
         picks = ", ".join(f"r -> {i}" for i in range(width))
+        typed = "".join(f", {q(c.name)}" for c in table.columns)
+        typed_picks = "".join(
+            f", {typed_select(c, 'r', width + 3 + i)}" for i, c in enumerate(table.columns)
+        )
+        refresh = "".join(f", {q(c.name)} = excluded.{q(c.name)}" for c in table.columns)
         # Newest wins: a row never moves back in _updated_at; on a tie the later arrival wins.
         upsert = (
             f"INSERT INTO {name} AS t ({identity}, _data, _updated_at, _synced_at, _hash, "
-            f"_deleted_at) SELECT {picks}, r -> {width}, NULLIF(r -> {width + 1}, 'null'), "
-            f"%s::timestamptz, r ->> {width + 2}, NULL "
+            f"_deleted_at{typed}) SELECT {picks}, r -> {width}, NULLIF(r -> {width + 1}, 'null'), "
+            f"%s::timestamptz, r ->> {width + 2}, NULL{typed_picks} "
             "FROM jsonb_array_elements(%s::jsonb) AS page(r) "
             f"ON CONFLICT ({identity}) DO UPDATE SET _data = excluded._data, "
             "_updated_at = excluded._updated_at, _synced_at = excluded._synced_at, "
-            "_hash = excluded._hash, _deleted_at = NULL "
+            f"_hash = excluded._hash, _deleted_at = NULL{refresh} "
             "WHERE excluded._updated_at IS NULL OR t._updated_at IS NULL "
             f"OR {not_older('excluded._updated_at', 't._updated_at')}"
         )
@@ -194,16 +191,17 @@ def apply_page(
 
 def _upsert(cur: Cursor, sql: TableSql, plan: PagePlan, width: int, synced_at: str) -> None:
     """The page's last write per identity as one JSON document: each row
-    ``[identity…, record, modification, hash]``, the record's own JSON text pasted in."""
+    ``[identity…, record, modification, hash, typed…]``, the record's own JSON text pasted in."""
     writes = plan.last_writes(width)
     if not writes:
         return
+    typed = document_values(sql.table, [row for row, _ in writes])
     rows = []
-    for row, digest in writes:
+    for (row, digest), values in zip(writes, typed, strict=True):
         updated = row[width + 1]
         rows.append(
             f"[{','.join(map(to_json, row[:width]))},{row[width]},"
-            f'{"null" if updated is None else to_json(updated)},"{digest}"]'
+            f'{"null" if updated is None else to_json(updated)},"{digest}"{values}]'
         )
     cur.execute(sql.upsert, (synced_at, "[" + ",".join(rows) + "]"))
 

@@ -27,7 +27,7 @@ import orjson
 from syncline.errors import StoreError
 from syncline.stores.base import Reject, Row
 
-__all__ = ["UNSTORABLE", "clean_text", "split_unstorable"]
+__all__ = ["UNSTORABLE", "clean_text", "split_unstorable", "to_json"]
 
 UNSTORABLE = (
     "PostgreSQL cannot store this record: it contains a NUL character (\\u0000) or an "
@@ -97,3 +97,11 @@ def clean_text(text: str | None) -> str | None:
     if text is None or not _bad_text(text):
         return text
     return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def to_json(value: Any) -> str:
+    """JSON text of a value bound to a ``jsonb`` parameter (integers of any size stay exact)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)

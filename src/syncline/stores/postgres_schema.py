@@ -148,10 +148,10 @@ def _schema_version(cur: psycopg.Cursor[tuple[object, ...]], schema: str, s: str
 
 def table_ddl(s: str, table: TableSpec) -> str:
     """``CREATE TABLE`` for one stream (``s``: the quoted schema)."""
-    mapped = [pg_name(c) for c in table.identity_columns]
+    mapped = [pg_name(c) for c in (*table.identity_columns, *(c.name for c in table.columns))]
     clash = set(META_COLUMNS) & set(mapped)
-    if clash or len(set(mapped)) != len(mapped) or not mapped:
-        columns = [*table.identity_columns, *META_COLUMNS]
+    if clash or len(set(mapped)) != len(mapped) or not table.identity_columns:
+        columns = [*table.identity_columns, *META_COLUMNS, *(c.name for c in table.columns)]
         raise StoreError(f"table {table.name!r}: column names collide: {columns}")
     q = quote_identifier
     identity = ", ".join(q(c) for c in table.identity_columns)

@@ -39,8 +39,10 @@ from syncline.stores.base import (
     TableSpec,
     WindowSpec,
 )
+from syncline.stores.columns import check_names
 from syncline.stores.records_of import STATE_COLUMNS, state_from_row, state_values
 from syncline.stores.sql import quote_identifier
+from syncline.stores.sqlite_columns import sync_columns
 
 __all__ = ["SQLiteStore", "quote_identifier"]
 
@@ -208,10 +210,7 @@ class SQLiteStore:
             pass
 
     def ensure_table(self, table: TableSpec) -> None:
-        columns = [*table.identity_columns, *_META_COLUMNS]
-        clash = set(_META_COLUMNS) & set(table.identity_columns)
-        if clash or len(set(columns)) != len(columns):
-            raise StoreError(f"table {table.name!r}: column names collide: {columns}")
+        check_names(table, _META_COLUMNS, fold=True)
         q = quote_identifier
         identity = ", ".join(q(c) for c in table.identity_columns)
         ddl = (
@@ -225,14 +224,18 @@ class SQLiteStore:
             for column, kind in _ADDED_COLUMNS.items():
                 if column not in present:
                     self._db.execute(f"ALTER TABLE {q(table.name)} ADD COLUMN {column} {kind}")
-        names = ", ".join(q(c) for c in columns)
-        marks = ", ".join("?" for _ in columns[:-1])
+            sync_columns(self._db, table)
+        typed = [q(c.name) for c in table.columns]
+        names = ", ".join([*map(q, table.identity_columns), *_META_COLUMNS[:-1], *typed])
+        marks = ", ".join("?" for _ in range(len(table.identity_columns) + 4 + len(typed)))
+        refresh = "".join(f", {c} = excluded.{c}" for c in typed)
         # Newest wins: a row never moves back in _updated_at; on a tie the later arrival wins.
         self._upserts[table.name] = (
-            f"INSERT INTO {q(table.name)} ({names}) VALUES ({marks}, NULL) "
+            f"INSERT INTO {q(table.name)} ({names}, _deleted_at) VALUES ({marks}, NULL) "
             f"ON CONFLICT ({identity}) DO UPDATE SET "
             "_data = excluded._data, _updated_at = excluded._updated_at, "
-            "_synced_at = excluded._synced_at, _hash = excluded._hash, _deleted_at = NULL "
+            "_synced_at = excluded._synced_at, _hash = excluded._hash, "
+            f"_deleted_at = NULL{refresh} "
             f"WHERE excluded._updated_at IS NULL OR {q(table.name)}._updated_at IS NULL "
             f"OR excluded._updated_at >= {q(table.name)}._updated_at"
         )

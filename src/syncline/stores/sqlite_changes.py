@@ -24,6 +24,7 @@ import orjson
 from syncline.stores.base import Change, PageChanges, Row, State, Sweep, TableSpec
 from syncline.stores.page_plan import Stored, content_hash, plan_page
 from syncline.stores.sql import quote_identifier as _quote
+from syncline.stores.sqlite_columns import bind_typed
 from syncline.timestamps import Comparable
 
 __all__ = ["CHANGES_SCHEMA", "apply_page", "content_hash", "fetch_rows", "read_changes"]
@@ -129,7 +130,14 @@ def apply_page(
     stored = _stored(db, table, (row[:width] for row in (*rows, *deletes)))
     plan = plan_page(width, rows, deletes, stored)
     if plan.writes:
-        db.executemany(upsert_sql, [(*row, synced_at, digest) for row, digest in plan.writes])
+        typed = bind_typed(table, [row for row, _ in plan.writes])
+        db.executemany(
+            upsert_sql,
+            [
+                (*row, synced_at, digest, *values)
+                for (row, digest), values in zip(plan.writes, typed, strict=True)
+            ],
+        )
     where = " AND ".join(f"{_quote(c)} = ?" for c in table.identity_columns)
     if plan.touched:
         db.executemany(
