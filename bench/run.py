@@ -3,7 +3,8 @@
 For each paginator (page_number, cursor): 100,000 records (~400 B each) at page
 size 1000, syncline and the baseline each in a fresh process (peak RSS is read
 from the kernel with wait4), best of REPEATS. Then syncline alone at 1,000,000
-records for memory. Then the call-budget scenario (bench/quota.py). Prints
+records for memory. Then records/s into every store (bench/stores.py), then the
+call-budget scenario (bench/quota.py). Prints
 tables and writes bench/results/latest.json.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import quota  # bench/quota.py: the script's directory is on sys.path
+import stores  # bench/stores.py
 from syncline.sandbox import SandboxProcess
 
 HERE = Path(__file__).resolve().parent
@@ -87,6 +89,8 @@ def main() -> None:
         f"{big['records_per_s']:,.0f} records/s, peak RSS {big['peak_rss_mib']:.1f} MiB "
         f"= {big['rss_ratio_vs_100k']:.2f} x the 100k run"
     )
+    report["stores"] = stores.main()
+    stores.print_report(report["stores"])
     report["quota"] = quota.main()
     quota.print_report(report["quota"])
     out = HERE / "results"

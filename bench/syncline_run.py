@@ -32,12 +32,26 @@ STREAMS = {
 }
 
 
-def main(base_url: str, style: str, size: int, db_path: str) -> dict[str, float]:
+COLUMNS = {
+    "name": "name",
+    "price": {"path": "price", "type": "numeric", "index": True},
+    "stock": {"path": "stock", "type": "integer"},
+    "color": "attributes.color",
+    "updated": {"path": "updated_at", "type": "timestamp"},
+}
+"""Typed columns for the ``+columns`` run: one of each common kind, one indexed."""
+
+
+def main(
+    base_url: str, style: str, size: int, db_path: str, store: str = "", columns: bool = False
+) -> dict[str, float]:
     stream = STREAMS[style]
     stream["paginate"]["size"] = size  # type: ignore[index]
+    if columns:
+        stream["columns"] = COLUMNS
     config = syncline.config_from_dict(
         {
-            "store": f"sqlite:///{db_path}",
+            "store": store or f"sqlite:///{db_path}",
             "sources": {"sb": {"base_url": base_url, "streams": {"items": stream}}},
         }
     )
@@ -50,4 +64,11 @@ def main(base_url: str, style: str, size: int, db_path: str) -> dict[str, float]
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])))
+    # base_url style page_size db_path [store_url] [columns]
+    store_url = sys.argv[5] if len(sys.argv) > 5 else ""
+    with_columns = len(sys.argv) > 6 and sys.argv[6] == "columns"
+    print(
+        json.dumps(
+            main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], store_url, with_columns)
+        )
+    )

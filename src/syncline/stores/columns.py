@@ -17,10 +17,10 @@ The Python value of each type, which every store binds as it is:
 ``numeric``   ``decimal.Decimal``, exactly the digits the API sent
 ``real``      ``float``
 ``boolean``   ``bool`` (also from ``0``/``1`` and ``"true"``/``"false"``)
-``timestamp`` aware ``datetime`` in UTC (ISO-8601 text, epoch seconds or
-              milliseconds; zone-less text read as UTC)
-``date``      ``datetime.date`` (``YYYY-MM-DD``, or the UTC day of a
-              timestamp)
+``timestamp`` ``str``: fixed-width UTC ISO-8601, ``_updated_at``'s form
+              (from ISO-8601 text, zone-less read as UTC, or epoch
+              seconds or milliseconds); every store casts it
+``date``      ``str`` ``YYYY-MM-DD`` (also the UTC day of a timestamp)
 ``json``      JSON text of the value, whatever it is
 ============  ==========================================================
 """
@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -60,6 +61,7 @@ log = logging.getLogger("syncline")
 
 _INT64 = 2**63
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -129,7 +131,7 @@ def _boolean(value: Any) -> bool:
     raise _Unfit
 
 
-def _timestamp(value: Any) -> datetime:
+def _moment(value: Any) -> datetime:
     if isinstance(value, bool):
         raise _Unfit
     if isinstance(value, int | float):
@@ -146,13 +148,19 @@ def _timestamp(value: Any) -> datetime:
     raise _Unfit
 
 
-def _date(value: Any) -> date:
+def _timestamp(value: Any) -> str:
+    if isinstance(value, str) and _CANONICAL.match(value):
+        return value if len(value) == 27 else value[:19] + ".000000Z"
+    return canonical(_moment(value))
+
+
+def _date(value: Any) -> str:
     if isinstance(value, str) and len(value.strip()) == 10:
         try:
-            return date.fromisoformat(value.strip())
+            return date.fromisoformat(value.strip()).isoformat()
         except ValueError:
             raise _Unfit from None
-    return _timestamp(value).date()
+    return _moment(value).date().isoformat()
 
 
 def _json(value: Any) -> str:
@@ -203,57 +211,55 @@ def _parse(data: str) -> Any:
         return json.loads(data)
 
 
-def _value(reader: _Reader, record: Any) -> Any:
-    found = reader.get(record)
-    if found is None:
-        return None
-    try:
-        return reader.convert(found)
-    except _Unfit:
-        key = (reader.table, reader.column.name)
-        if key not in _warned:
-            _warned.add(key)
-            log.warning(
-                "table %s, column %s (%s from %r): %s is not a %s; stored NULL there "
-                "(the record itself is kept whole in _data; warned once per run)",
-                reader.table, reader.column.name, reader.column.type, reader.column.path,
-                _text(found)[:80], reader.column.type,
-            )  # fmt: skip
-        return None
+def _unfit(reader: _Reader, found: Any) -> None:
+    """A value the column cannot hold (it gets NULL): said once per run and column."""
+    key = (reader.table, reader.column.name)
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(
+            "table %s, column %s (%s from %r): %s is not a %s; stored NULL there "
+            "(the record itself is kept whole in _data; warned once per run)",
+            reader.table, reader.column.name, reader.column.type, reader.column.path,
+            _text(found)[:80], reader.column.type,
+        )  # fmt: skip
 
 
 def typed_values(table: TableSpec, data: str) -> tuple[Any, ...]:
     """The typed columns' values for one record given as its JSON text (``_data``)."""
     if not table.columns:
         return ()
-    record = _parse(data)
-    return tuple(_value(reader, record) for reader in _readers(table))
+    width = len(table.identity_columns)
+    return typed_rows(table, [(*(None,) * width, data, None)])[0]
 
 
 def typed_rows(table: TableSpec, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     """The typed columns' values of each row (``row[width]`` is ``_data``), in row order."""
     if not table.columns:
         return [() for _ in rows]
-    readers = _readers(table)
+    readers = [(reader.get, reader.convert, reader) for reader in _readers(table)]
     width = len(table.identity_columns)
     values = []
     for row in rows:
         record = _parse(row[width])
-        values.append(tuple(_value(reader, record) for reader in readers))
+        typed: list[Any] = []
+        for get, convert, reader in readers:
+            found = get(record)
+            if found is None:
+                typed.append(None)
+                continue
+            try:
+                typed.append(convert(found))
+            except _Unfit:
+                _unfit(reader, found)
+                typed.append(None)
+        values.append(tuple(typed))
     return values
 
 
 def encode_json_value(value: Any) -> Any:
-    """A typed value as text-friendly stores and JSON documents hold it: a ``Decimal`` as its
-    exact text, a timestamp as fixed-width UTC ISO-8601 (sorts as text, like ``_synced_at``),
-    a date as ``YYYY-MM-DD``; everything else as it is."""
-    if isinstance(value, datetime):
-        return canonical(value.astimezone(UTC))
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+    """A typed value as a JSON document holds it: a ``Decimal`` as its exact text; every
+    other type already is what JSON and text-only stores hold."""
+    return str(value) if isinstance(value, Decimal) else value
 
 
 def declared(table: TableSpec) -> str:

@@ -20,7 +20,6 @@ from syncline.stores.base import Row, TableSpec
 from syncline.stores.columns import (
     column_changes,
     declared,
-    encode_json_value,
     index_name,
     typed_rows,
 )
@@ -42,12 +41,6 @@ _REFILL_BATCH = 1000
 _INT64 = 2**63
 
 
-def _bind(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return _number(value)
-    return encode_json_value(value)
-
-
 def _number(value: Decimal) -> int | float | str:
     """An SQLite number when it reads back as exactly ``value``, else the exact text."""
     if value == value.to_integral_value() and -_INT64 <= value < _INT64:
@@ -58,7 +51,18 @@ def _number(value: Decimal) -> int | float | str:
 
 def bind_typed(table: TableSpec, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     """The typed columns' values of ``rows`` as SQLite binds them."""
-    return [tuple(map(_bind, values)) for values in typed_rows(table, rows)]
+    exact = [i for i, column in enumerate(table.columns) if column.type == "numeric"]
+    found = typed_rows(table, rows)
+    if not exact:
+        return found
+    bound = []
+    for values in found:
+        row = list(values)
+        for i in exact:
+            if row[i] is not None:
+                row[i] = _number(row[i])
+        bound.append(tuple(row))
+    return bound
 
 
 def sync_columns(db: sqlite3.Connection, table: TableSpec) -> None:
