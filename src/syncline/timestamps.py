@@ -21,6 +21,7 @@ _HAS_ZONE = re.compile(r"(?:[zZ]|[+-]\d\d(?::?\d\d(?::?\d\d(?:\.\d+)?)?)?)$")
 _HAS_TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d")
 
 Comparable = str | int | float
+_INT64 = 2**63
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -39,6 +40,10 @@ def normalize(value: Any, zone: tzinfo = UTC) -> Comparable | None:
     """
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+        # No store compares integers wider than 64 bits; as a float it still orders
+        # among the numbers (a version this large is off by at most its last digits).
+        return float(value)
     if isinstance(value, int | float):
         return value
     if not isinstance(value, str):

@@ -218,3 +218,9 @@ def test_iso_filter_is_lookback_before_the_watermark(moment: datetime, lookback_
     assert sent.endswith("Z")
     expected = moment.astimezone(UTC) - lookback
     assert datetime.fromisoformat(sent[:-1] + "+00:00") == expected
+
+
+def test_integers_wider_than_64_bits_become_floats_every_store_can_compare() -> None:
+    assert normalize(2**70) == float(2**70)
+    assert isinstance(normalize(2**63 - 1), int)
+    assert normalize(-(2**64)) == -float(2**64)
