@@ -350,6 +350,38 @@ def reset(config_path: Path, stream: str, partitions: Sequence[str], yes: bool) 
 
 @cli.command()
 @config_option
+@click.option("--stream", "streams", multiple=True, help="Only this stream (NAME or SOURCE.NAME).")
+def compact(config_path: Path, streams: Sequence[str]) -> None:
+    """Rewrite a JSON lines store's files to one line per record (newest wins)."""
+    config = _load(config_path)
+    try:
+        tables = {job.table.name: job.table for job in plan_jobs(config, streams)}
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    with _opened(config) as store:
+        from syncline.stores.jsonl import JsonlStore
+
+        if not isinstance(store, JsonlStore):
+            kind = config.store.split(":", 1)[0]
+            click.echo(f"nothing to compact: the {kind} store keeps one row per key")
+            return
+        try:
+            done = store.compact(list(tables.values()), everything=not streams)
+        except StoreError as exc:
+            _fail(str(exc), EXIT_FAILED)
+    for item in done:
+        name = item.file or item.table
+        if item.skipped:
+            click.echo(f"{name}: left as it is ({item.skipped})")
+        else:
+            click.echo(
+                f"{name}: {item.lines_before:,} -> {item.lines_after:,} lines, "
+                f"{item.bytes_before:,} -> {item.bytes_after:,} bytes"
+            )
+
+
+@cli.command()
+@config_option
 def check(config_path: Path) -> None:
     """Validate the config without calling any API."""
     config = _load(config_path)

@@ -24,7 +24,7 @@ from syncline.stores import sqlite as sqlite_module
 from syncline.stores.sql import quote_identifier as sqlite_quote
 from syncline.timestamps import canonical
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", "postgresql", "duckdb", "jsonl"]
 
 RawRow = tuple[list[Any], Any, Any, bool]
 """Identity values, the record (parsed), ``_updated_at``, deleted or not."""
@@ -264,9 +264,160 @@ class PostgresBackend(Backend):
         return {names.get(row[0], row[0]) for row in found}
 
 
+class DuckDBBackend(Backend):
+    """Read back with duckdb itself. In this process DuckDB shares one database instance per
+    file (same default configuration as the store's), so this works while a store is open;
+    each read closes its connection, so a later process can open the file."""
+
+    name = "duckdb"
+    case_sensitive = False
+
+    def __init__(self, tmp_path: Path) -> None:
+        from syncline.stores import duckdb_store
+
+        self.module = duckdb_store
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def url(self) -> str:
+        self.count += 1
+        return f"duckdb:///{self.tmp_path}/store{self.count}.duckdb"
+
+    def _query(self, url: str, sql: str, args: list[Any] | None = None) -> list[Any]:
+        import duckdb
+
+        conn = duckdb.connect(url.removeprefix("duckdb:///"))
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def raw_rows(self, url: str, table: TableSpec) -> list[RawRow]:
+        q = sqlite_quote  # DuckDB quotes identifiers as SQLite does
+        identity = ", ".join(q(c) for c in table.identity_columns)
+        width = len(table.identity_columns)
+        found = self._query(
+            url,
+            f"SELECT {identity}, _data, _updated_at, _deleted_at IS NOT NULL FROM {q(table.name)}",
+        )
+        return [
+            ([json.loads(v) for v in r[:width]], json.loads(r[width]),
+             None if r[width + 1] is None else json.loads(r[width + 1]), bool(r[-1]))
+            for r in found
+        ]  # fmt: skip
+
+    def raw_feed(self, url: str) -> list[tuple[str, str, str, str, list[Any]]]:
+        found = self._query(
+            url, "SELECT source, stream, partition, kind, keys FROM _syncline_changes ORDER BY id"
+        )
+        return [(*row[:4], json.loads(row[4])) for row in found]
+
+    def execute(self, url: str, sql: str) -> None:
+        self._query(url, sql)
+
+    def raw_columns(self, url: str, table: TableSpec) -> dict[tuple[Any, ...], dict[str, Any]]:
+        q = sqlite_quote
+        identity = ", ".join(q(c) for c in table.identity_columns)
+        # TIMESTAMPTZ as text: duckdb's Python client needs pytz to return it as a datetime
+        typed = ", ".join(
+            f"strftime({q(c.name)} AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ')"
+            if c.type == "timestamp"
+            else q(c.name)
+            for c in table.columns
+        )
+        found = self._query(url, f"SELECT {identity}, {typed} FROM {q(table.name)}")
+        return by_identity(table, found, json.loads)
+
+    def raw_indexes(self, url: str, table: TableSpec) -> set[str]:
+        from syncline.stores.columns import index_name
+
+        found = {row[0] for row in self._query(url, "SELECT index_name FROM duckdb_indexes()")}
+        return {c.name for c in table.columns if index_name(table.name, c.name) in found}
+
+
+class JsonlBackend(Backend):
+    """Reads back as a consumer would: ``manifest.json`` names each table's file, its key
+    columns and how many bytes are committed; the file is replayed up to there (the last
+    line of an identity wins; a hard-deleted identity is absent). Nothing asks the index."""
+
+    name = "jsonl"
+
+    def __init__(self, tmp_path: Path) -> None:
+        from syncline.stores import jsonl
+
+        self.module = jsonl
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def url(self) -> str:
+        self.count += 1
+        return f"jsonl:///{self.tmp_path}/store{self.count}"
+
+    def _root(self, url: str) -> Path:
+        return Path(url.removeprefix("jsonl:///"))
+
+    def _lines(self, url: str, file: str) -> list[dict[str, Any]]:
+        root = self._root(url)
+        manifest = json.loads((root / "manifest.json").read_text())
+        committed = manifest["files"][file]["bytes"]
+        data = (root / file).read_bytes()[:committed]
+        assert not data or data.endswith(b"\n"), f"{file}: a torn line inside the committed bytes"
+        return [json.loads(line) for line in data.splitlines()]
+
+    def _replay(self, url: str, table: TableSpec) -> dict[tuple[Any, ...], dict[str, Any]]:
+        manifest = json.loads((self._root(url) / "manifest.json").read_text())
+        described = manifest["tables"].get(table.name)
+        if described is None:
+            return {}
+        last: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for line in self._lines(url, described["file"]):
+            identity = tuple(line[c] for c in table.identity_columns)
+            last.pop(identity, None)
+            last[identity] = line
+        if described["on_delete"] == "hard":
+            return {i: line for i, line in last.items() if line["_deleted_at"] is None}
+        return last
+
+    def raw_rows(self, url: str, table: TableSpec) -> list[RawRow]:
+        return [
+            (list(identity), line["_data"], line["_updated_at"], line["_deleted_at"] is not None)
+            for identity, line in self._replay(url, table).items()
+        ]
+
+    def raw_feed(self, url: str) -> list[tuple[str, str, str, str, list[Any]]]:
+        return [
+            (entry["source"], entry["stream"],
+             entry["partition"] if isinstance(entry["partition"], str)
+             else json.dumps(entry["partition"], sort_keys=True, separators=(",", ":")),
+             entry["kind"], entry["keys"])
+            for entry in self._lines(url, "_changes.jsonl")
+        ]  # fmt: skip
+
+    def execute(self, url: str, sql: str) -> None:
+        with sqlite3.connect(self._root(url) / "_syncline.db") as conn:
+            conn.execute(sql)
+
+    def raw_columns(self, url: str, table: TableSpec) -> dict[tuple[Any, ...], dict[str, Any]]:
+        return by_identity(
+            table,
+            [(*identity, *(line.get(c.name) for c in table.columns))
+             for identity, line in self._replay(url, table).items()],
+        )  # fmt: skip
+
+    def raw_indexes(self, url: str, table: TableSpec) -> set[str]:
+        """A JSON lines file has no index: the declaration the store recorded, as it holds it."""
+        manifest = json.loads((self._root(url) / "manifest.json").read_text())
+        columns = manifest["tables"].get(table.name, {}).get("columns", {})
+        return {name for name, (_, _, indexed) in columns.items() if indexed}
+
+
 def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if name == "sqlite":
         return SQLiteBackend(tmp_path)
     if name == "postgresql":
         return PostgresBackend(request.getfixturevalue("postgres_schemas"))
+    if name == "duckdb":
+        return DuckDBBackend(tmp_path)
+    if name == "jsonl":
+        return JsonlBackend(tmp_path)
     raise ValueError(f"unknown backend {name}")

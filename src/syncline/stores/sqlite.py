@@ -190,6 +190,11 @@ class SQLiteStore:
             self._rollback_quietly()
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from None
 
+    def _clock(self) -> float:
+        """Wall-clock seconds for leases and the call ledger (a subclass may read another
+        module's ``lease_now``, so tests swap one fake clock per store module)."""
+        return lease_now()
+
     def _schema_version(self) -> int | None:
         """The stored schema version; ``None`` for a new file."""
         exists = self._db.execute(
@@ -308,7 +313,7 @@ class SQLiteStore:
         *,
         now: float | None = None,
     ) -> float:
-        moment = lease_now() if now is None else now
+        moment = self._clock() if now is None else now
         with self._write(f"updating the call ledger in {self.path}"):
             return sqlite_quota.take_permit(self._db, scopes, weight, spend_reserve, moment)
 
@@ -319,31 +324,31 @@ class SQLiteStore:
         taken_at: float,
     ) -> None:
         with self._write(f"updating the call ledger in {self.path}"):
-            sqlite_quota.settle_permit(self._db, scopes, weight, taken_at, lease_now())
+            sqlite_quota.settle_permit(self._db, scopes, weight, taken_at, self._clock())
 
     def observe_server(self, scope: str, windows: Sequence[ServerWindow]) -> None:
         if not windows:
             return
         with self._write(f"updating the call ledger in {self.path}"):
-            sqlite_quota.observe_server(self._db, scope, windows, lease_now())
+            sqlite_quota.observe_server(self._db, scope, windows, self._clock())
 
     def window_used(self, scope: str, window: WindowSpec) -> int:
         return self.window_usage(scope, window)[0]
 
     def window_usage(self, scope: str, window: WindowSpec) -> tuple[int, float | None]:
         with self._lock:
-            return sqlite_quota.window_usage(self._db, scope, window, lease_now())
+            return sqlite_quota.window_usage(self._db, scope, window, self._clock())
 
     def server_windows(self, scope: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return sqlite_quota.server_windows(self._db, scope, lease_now())
+            return sqlite_quota.server_windows(self._db, scope, self._clock())
 
     # -- leases ----------------------------------------------------------------
 
     def acquire_lease(
         self, key: StateKey, holder: str, ttl: float, *, take_over: str | None = None
     ) -> Lease:
-        now = lease_now()
+        now = self._clock()
         with self._write(f"taking a lease in {self.path}"):
             row = self._db.execute(
                 "SELECT holder, token, expires_at FROM _syncline_leases "
@@ -370,7 +375,7 @@ class SQLiteStore:
 
     def _extend(self, lease: Lease, ttl: float) -> Lease:
         """Inside a transaction: prove the fencing token is current, then push the expiry."""
-        key, expires = lease.key, lease_now() + ttl
+        key, expires = lease.key, self._clock() + ttl
         changed = self._db.execute(
             "UPDATE _syncline_leases SET expires_at = ? "
             "WHERE source = ? AND stream = ? AND partition = ? AND token = ? AND holder = ?",

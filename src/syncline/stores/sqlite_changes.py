@@ -27,7 +27,16 @@ from syncline.stores.sql import quote_identifier as _quote
 from syncline.stores.sqlite_columns import bind_typed
 from syncline.timestamps import Comparable
 
-__all__ = ["CHANGES_SCHEMA", "apply_page", "content_hash", "fetch_rows", "read_changes"]
+__all__ = [
+    "CHANGES_SCHEMA",
+    "apply_page",
+    "content_hash",
+    "fetch_rows",
+    "lookup_rows",
+    "read_changes",
+    "record_feed",
+    "unseen_rows",
+]
 
 CHANGES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS _syncline_changes (
@@ -42,7 +51,7 @@ _CHUNK = 400
 """Rows looked up per query (SQLite allows 32,766 bound values; keys may be composite)."""
 
 
-def _lookup(
+def lookup_rows(
     db: sqlite3.Connection, table: TableSpec, identities: Iterable[tuple[Any, ...]], extra: str
 ) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
     """``(identity, extra columns)`` for each of ``identities`` that has a row."""
@@ -70,7 +79,7 @@ def _stored(
     extra = "t._hash, t._updated_at, t._deleted_at IS NOT NULL"
     return {
         identity: Stored(digest, updated, bool(deleted))
-        for identity, (digest, updated, deleted) in _lookup(db, table, identities, extra)
+        for identity, (digest, updated, deleted) in lookup_rows(db, table, identities, extra)
     }
 
 
@@ -79,7 +88,7 @@ def fetch_rows(
 ) -> dict[tuple[Any, ...], str]:
     return {
         identity: data
-        for identity, (data, deleted) in _lookup(
+        for identity, (data, deleted) in lookup_rows(
             db, table, identities, "t._data, t._deleted_at IS NOT NULL"
         )
         if not deleted
@@ -145,13 +154,13 @@ def apply_page(
             [(synced_at, *identity) for identity in plan.touched],
         )
     if sweep is not None:
-        plan.sweep(_unseen(db, table, sweep))
+        plan.sweep(unseen_rows(db, table, sweep))
     _remove(db, table, plan.gone, synced_at, where)
-    _record(db, table, state, plan.feed, synced_at)
+    record_feed(db, table, state, plan.feed, synced_at)
     return plan.changes()
 
 
-def _record(
+def record_feed(
     db: sqlite3.Connection,
     table: TableSpec,
     state: State,
@@ -175,7 +184,7 @@ def _record(
     )  # fmt: skip
 
 
-def _unseen(db: sqlite3.Connection, table: TableSpec, sweep: Sweep) -> list[tuple[Any, ...]]:
+def unseen_rows(db: sqlite3.Connection, table: TableSpec, sweep: Sweep) -> list[tuple[Any, ...]]:
     """Live rows of the sweep's partition that the complete pass did not see."""
     where = "".join(f" AND {_quote(c)} = ?" for c in table.partition_columns)
     selected = ", ".join(_quote(c) for c in table.identity_columns)
