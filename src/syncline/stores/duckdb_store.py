@@ -34,7 +34,7 @@ from syncline.budget.headers import ServerWindow
 from syncline.errors import StoreError
 from syncline.failpoints import failpoint
 from syncline.stores import duckdb_leases as leases
-from syncline.stores import duckdb_quota as quota
+from syncline.stores import sqlite_quota as quota  # the same ledger SQL serves both
 from syncline.stores.base import (
     Change,
     Lease,

@@ -1,4 +1,5 @@
-"""The call ledger in SQLite: sliding windows in buckets, plus what the server last said.
+"""The call ledger in SQLite and DuckDB: sliding windows in buckets, plus what the server
+last said.
 
 Why in the store: a daily budget spent by this morning's run is still spent
 this afternoon, and every process on the same store draws from one ledger.
@@ -9,13 +10,17 @@ A window of length ``per`` is kept as 60 buckets; a call counts until its
 whole bucket has left the window. That is conservative (a call may count up
 to ``per / 60`` longer than it must), never optimistic: no interval of length
 ``per`` can hold more than ``calls`` permits.
+
+The SQL here is the part of SQLite's and DuckDB's dialects they share (quoted
+``"window"``, ``CASE`` for a floor at zero, ``RETURNING`` instead of a row
+count), so both stores run this one module; each creates the tables in its
+own DDL. PostgreSQL's ledger (:mod:`.postgres_quota`) differs in its locks.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from syncline.budget.headers import ServerWindow
 from syncline.stores.base import LEDGER_BUCKETS as BUCKETS
@@ -31,6 +36,13 @@ __all__ = [
     "window_usage",
 ]
 
+
+class Connection(Protocol):
+    """What the ledger needs of a connection: sqlite3's and duckdb's both fit."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+
 QUOTA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS _syncline_quota (
     scope TEXT NOT NULL, window TEXT NOT NULL, bucket INTEGER NOT NULL,
@@ -44,7 +56,7 @@ CREATE TABLE IF NOT EXISTS _syncline_quota_server (
 
 
 def take_permit(
-    db: sqlite3.Connection,
+    db: Connection,
     scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
     weight: int,
     spend_reserve: bool,
@@ -63,19 +75,20 @@ def take_permit(
         for window in windows:
             _count(db, scope, window, window.bucket(now), weight)
             db.execute(
-                "DELETE FROM _syncline_quota WHERE scope = ? AND window = ? AND bucket < ?",
+                'DELETE FROM _syncline_quota WHERE scope = ? AND "window" = ? AND bucket < ?',
                 (scope, window.key, window.bucket(now - window.per)),
             )
         db.execute(
-            "UPDATE _syncline_quota_server SET remaining = max(0, remaining - ?) "
+            "UPDATE _syncline_quota_server "
+            "SET remaining = CASE WHEN remaining > ? THEN remaining - ? ELSE 0 END "
             "WHERE scope = ? AND (reset_at IS NULL OR reset_at > ?)",
-            (weight, scope, now),
+            (weight, weight, scope, now),
         )
     return 0.0
 
 
 def settle_permit(
-    db: sqlite3.Connection,
+    db: Connection,
     scopes: Sequence[tuple[str, Sequence[WindowSpec]]],
     weight: int,
     taken_at: float,
@@ -89,25 +102,23 @@ def settle_permit(
                 continue
             moved = db.execute(
                 "UPDATE _syncline_quota SET used = used - ? "
-                "WHERE scope = ? AND window = ? AND bucket = ? AND used >= ?",
+                'WHERE scope = ? AND "window" = ? AND bucket = ? AND used >= ? RETURNING bucket',
                 (weight, scope, window.key, taken, weight),
-            ).rowcount
+            ).fetchall()
             if moved:  # else the bucket already left the window: nothing left to move
                 _count(db, scope, window, answered, weight)
 
 
-def _count(
-    db: sqlite3.Connection, scope: str, window: WindowSpec, bucket: int, weight: int
-) -> None:
+def _count(db: Connection, scope: str, window: WindowSpec, bucket: int, weight: int) -> None:
     db.execute(
         "INSERT INTO _syncline_quota VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (scope, window, bucket) DO UPDATE SET used = used + excluded.used",
+        'ON CONFLICT (scope, "window", bucket) DO UPDATE SET used = used + excluded.used',
         (scope, window.key, bucket, weight),
     )
 
 
 def _declared_wait(
-    db: sqlite3.Connection,
+    db: Connection,
     scope: str,
     window: WindowSpec,
     weight: int,
@@ -116,14 +127,14 @@ def _declared_wait(
 ) -> float:
     first = window.bucket(now - window.per)
     buckets = db.execute(
-        "SELECT bucket, used FROM _syncline_quota WHERE scope = ? AND window = ? AND bucket >= ? "
+        'SELECT bucket, used FROM _syncline_quota WHERE scope = ? AND "window" = ? AND bucket >= ? '
         "ORDER BY bucket",
         (scope, window.key, first),
     ).fetchall()
     return window.wait(buckets, weight, spend_reserve, now)
 
 
-def _server_wait(db: sqlite3.Connection, scope: str, weight: int, now: float) -> float:
+def _server_wait(db: Connection, scope: str, weight: int, now: float) -> float:
     """The server said a window is spent: wait for its reset (a little after, never before)."""
     rows = db.execute(
         "SELECT remaining, reset_at FROM _syncline_quota_server "
@@ -134,9 +145,7 @@ def _server_wait(db: sqlite3.Connection, scope: str, weight: int, now: float) ->
     return max(waits, default=0.0)
 
 
-def observe_server(
-    db: sqlite3.Connection, scope: str, windows: Sequence[ServerWindow], now: float
-) -> None:
+def observe_server(db: Connection, scope: str, windows: Sequence[ServerWindow], now: float) -> None:
     """Inside a write transaction: the server's numbers replace our guesses for its windows."""
     for window in windows:
         reset_at = None if window.reset is None else now + window.reset
@@ -147,19 +156,19 @@ def observe_server(
 
 
 def window_usage(
-    db: sqlite3.Connection, scope: str, window: WindowSpec, now: float
+    db: Connection, scope: str, window: WindowSpec, now: float
 ) -> tuple[int, float | None]:
     """Calls that still count against ``window`` at ``now``, and when the oldest stops counting."""
     width = window.per / BUCKETS
     used, oldest = db.execute(
         "SELECT coalesce(sum(used), 0), min(bucket) FROM _syncline_quota "
-        "WHERE scope = ? AND window = ? AND bucket >= ? AND used > 0",
+        'WHERE scope = ? AND "window" = ? AND bucket >= ? AND used > 0',
         (scope, window.key, window.bucket(now - window.per)),
     ).fetchone()
     return int(used), None if oldest is None else (oldest + 1) * width + window.per
 
 
-def server_windows(db: sqlite3.Connection, scope: str | None, now: float) -> list[dict[str, Any]]:
+def server_windows(db: Connection, scope: str | None, now: float) -> list[dict[str, Any]]:
     """What the server last reported per scope and window (a spent window shows its reset)."""
     sql = (
         "SELECT scope, name, lim, remaining, reset_at, period, observed_at "
