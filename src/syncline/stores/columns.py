@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -197,11 +198,13 @@ def warn_again() -> None:
     _warned.clear()
 
 
-def _readers(table: TableSpec) -> list[_Reader]:
-    return [
+@lru_cache(maxsize=256)
+def _readers(table: TableSpec) -> tuple[_Reader, ...]:
+    """Built once per table declaration: the JSON lines store asks per record."""
+    return tuple(
         _Reader(table.name, column, compile_path(column.path), _CONVERT[column.type])
         for column in table.columns
-    ]
+    )
 
 
 def _parse(data: str) -> Any:
