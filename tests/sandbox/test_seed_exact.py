@@ -268,3 +268,228 @@ def test_determinism_and_global_middlewares_do_not_apply(
     finally:
         sandbox.clear_limits()
         sandbox.clear_faults()
+
+
+# -- write-back surface: write counts, etags, write limits, slow/failed writes ----------
+
+
+def writes(client: httpx.Client, tenant: str | None = "3001") -> dict[str, Any]:
+    """The ``__writes`` body (admin: the bearer header is ignored there)."""
+    response = client.get("/__writes", params={"tenant": tenant} if tenant else None)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def account_url(record: dict[str, Any], division: str = "3001") -> str:
+    return f"/api/v1/{division}/crm/Accounts(guid'{record['ID']}')"
+
+
+def test_write_counts_per_account_and_reset(exact: SandboxProcess, client: httpx.Client) -> None:
+    first, second, third = exact.seed_records(API, "3001")[:3]
+    assert writes(client) == {"tenant": "3001", "writes": {}, "total": 0}
+    assert client.put(account_url(first), json={"City": "Leiden"}).status_code == 204
+    assert client.put(account_url(first), json={"City": "Delft"}).status_code == 204
+    assert client.patch(account_url(second), json={"Blocked": True}).status_code == 204
+    assert client.delete(account_url(third)).status_code == 204
+    # Rejected writes are not applied, so they do not count.
+    assert client.put(account_url(second), json={"Status": "X"}).status_code == 400
+    assert client.put(account_url(third), json={"City": "Ede"}).status_code == 404
+    other = exact.seed_records(API, "3002")[0]
+    assert client.put(account_url(other, "3002"), json={"City": "Ede"}).status_code == 204
+
+    expected = {first["ID"]: 2, second["ID"]: 1, third["ID"]: 1}
+    assert writes(client) == {"tenant": "3001", "writes": expected, "total": 4}
+    assert writes(client, None) == {
+        "writes": {"3001": expected, "3002": {other["ID"]: 1}, "3003": {}},
+        "total": 5,
+    }
+    assert client.get("/__writes", params={"tenant": "9999"}).status_code == 400
+
+    exact.seed_reset(API)
+    assert writes(client, None)["total"] == 0
+    assert client.put(account_url(first), json={"City": "Leiden"}).status_code == 204
+    exact.seed_config(API, seed=8)  # a data rebuild forgets the counts too
+    assert writes(client) == {"tenant": "3001", "writes": {}, "total": 0}
+
+
+def test_etags_are_emitted_only_when_on(exact: SandboxProcess, client: httpx.Client) -> None:
+    record = exact.seed_records(API, "3001")[0]
+    assert "__metadata" not in record
+    listed = odata(client, ACCOUNTS, **{"$top": "1"})["results"][0]
+    assert "etag" not in listed["__metadata"]
+    single = client.get(account_url(record))
+    assert "etag" not in single.headers
+    assert "etag" not in single.json()["d"]["__metadata"]
+
+    exact.seed_config(API, etags=True)
+    record = exact.seed_records(API, "3001")[0]
+    etag = f'W/"{record["Timestamp"]}"'
+    assert record["__metadata"] == {"etag": etag}
+    listed = odata(client, ACCOUNTS, **{"$top": "1", "$select": "ID"})["results"][0]
+    assert listed["ID"] == record["ID"]
+    assert listed["__metadata"]["etag"] == etag
+    bulk = odata(client, "/api/v1/3001/bulk/CRM/Accounts", **{"$top": "1"})["results"][0]
+    assert bulk["__metadata"]["etag"] == etag
+    single = client.get(account_url(record))
+    assert single.headers["etag"] == single.json()["d"]["__metadata"]["etag"] == etag
+    synced = odata(client, SYNC, **{"$filter": "Timestamp gt 1L", "$top": "3"})["results"]
+    assert all(r["__metadata"]["etag"] == f'W/"{r["Timestamp"]}"' for r in synced)
+
+
+def test_if_match_guards_writes_when_etags_are_on(
+    exact: SandboxProcess, client: httpx.Client
+) -> None:
+    exact.seed_config(API, etags=True)
+    record = exact.seed_records(API, "3001")[0]
+    url = account_url(record)
+    stale = client.get(url).headers["etag"]
+
+    applied = client.put(url, json={"City": "Leiden"}, headers={"If-Match": stale})
+    assert applied.status_code == 204
+    current = applied.headers["etag"]
+    assert current != stale
+    assert client.get(url).headers["etag"] == current
+
+    rejected = client.put(url, json={"City": "Delft"}, headers={"If-Match": stale})
+    assert rejected.status_code == 412
+    assert "ETag mismatch" in rejected.json()["error"]["message"]["value"]
+    assert "x-ratelimit-remaining" in rejected.headers
+    assert client.patch(url, json={"City": "Delft"}, headers={"If-Match": stale}).status_code == 412
+    assert client.delete(url, headers={"If-Match": stale}).status_code == 412
+    assert odata(client, url)["City"] == "Leiden"
+    assert writes(client)["writes"] == {record["ID"]: 1}
+
+    assert client.put(url, json={"City": "Ede"}, headers={"If-Match": "*"}).status_code == 204
+    assert client.put(url, json={"City": "Epe"}).status_code == 204  # no If-Match: applied
+    assert writes(client)["writes"] == {record["ID"]: 3}
+
+    exact.seed_config(API, etags=False)  # off: If-Match is ignored, nothing etag-like is sent
+    ignored = client.put(url, json={"City": "Zeist"}, headers={"If-Match": stale})
+    assert ignored.status_code == 204
+    assert "etag" not in ignored.headers
+    assert odata(client, url)["City"] == "Zeist"
+
+
+def test_write_limit_rejects_writes_but_not_reads(
+    exact: SandboxProcess, client: httpx.Client
+) -> None:
+    first, second = exact.seed_records(API, "3001")[:2]
+    exact.seed_config(API, write_minutely_limit=2)
+    responses = [
+        client.put(account_url(first), json={"City": "Leiden"}),
+        client.patch(account_url(second), json={"City": "Delft"}),
+        client.delete(account_url(first)),
+    ]
+    assert [r.status_code for r in responses] == [204, 204, 429]
+    remaining = [r.headers["x-ratelimit-write-minutely-remaining"] for r in responses]
+    assert remaining == ["1", "0", "0"]
+    limited = responses[-1]
+    assert limited.headers["x-ratelimit-write-minutely-limit"] == "2"
+    assert int(limited.headers["x-ratelimit-write-minutely-reset"]) > time.time() * 1000
+    assert "x-ratelimit-write-limit" not in limited.headers  # no daily write window set
+    assert all(name in limited.headers for name in RATE_HEADERS)  # the general ones too
+    assert limited.headers["x-ratelimit-minutely-remaining"] == "57"  # it was still a call
+    assert "write" in limited.json()["error"]["message"]["value"]
+
+    read = client.get(account_url(first))
+    assert read.status_code == 200  # reads never touch the write budget
+    assert not any(name.startswith("x-ratelimit-write") for name in read.headers)
+    assert writes(client)["total"] == 2
+    assert exact.seed_stats(API)["tenants"]["3001"]["rate_limited"] == 1
+    other = exact.seed_records(API, "3002")[0]
+    assert client.put(account_url(other, "3002"), json={"City": "Ede"}).status_code == 204
+
+    exact.seed_config(API, write_minutely_limit=None, write_daily_limit=1, write_daily_window=0.3)
+    assert [client.put(account_url(first), json={"City": "Ede"}).status_code for _ in range(2)] == [
+        204,
+        429,
+    ]
+    time.sleep(0.35)
+    again = client.put(account_url(first), json={"City": "Epe"})
+    assert again.status_code == 204
+    assert (
+        again.headers["x-ratelimit-write-limit"],
+        again.headers["x-ratelimit-write-remaining"],
+    ) == (
+        "1",
+        "0",
+    )
+    assert "x-ratelimit-write-minutely-limit" not in again.headers
+
+
+def test_slow_write_is_applied_before_the_client_times_out(
+    exact: SandboxProcess, client: httpx.Client
+) -> None:
+    record = exact.seed_records(API, "3001")[0]
+    url = account_url(record)
+    exact.seed_config(API, slow_writes=1, slow_write_seconds=0.5)
+    started = time.monotonic()
+    with pytest.raises(httpx.TimeoutException):
+        client.put(url, json={"City": "Leiden"}, timeout=0.2)
+    assert time.monotonic() - started < 0.45
+    # The server applied the write although the client never saw an answer.
+    assert writes(client)["writes"] == {record["ID"]: 1}
+    assert odata(client, url)["City"] == "Leiden"
+    assert exact.seed_config(API)["slow_writes"] == 0
+
+    fast = client.put(url, json={"City": "Delft"}, timeout=0.2)  # only the next N are slow
+    assert fast.status_code == 204
+    assert writes(client)["writes"] == {record["ID"]: 2}
+
+    # The slow request still ends in a 204; wait for it so no later test sees it land.
+    deadline = time.monotonic() + 2.0
+    while exact.seed_stats(API)["tenants"]["3001"]["statuses"].get("204") != 2:
+        assert time.monotonic() < deadline, "the slow write never finished"
+        time.sleep(0.05)
+
+
+def test_failed_writes_answer_500_without_applying(
+    exact: SandboxProcess, client: httpx.Client
+) -> None:
+    record = exact.seed_records(API, "3001")[0]
+    url = account_url(record)
+    exact.seed_config(API, failed_writes=1)
+    failed = client.put(url, json={"City": "Leiden"})
+    assert failed.status_code == 500
+    assert failed.json()["error"]["message"]["value"]
+    assert "x-ratelimit-remaining" in failed.headers
+    assert odata(client, url)["City"] == record["City"]
+    assert writes(client)["total"] == 0
+    assert exact.seed_config(API)["failed_writes"] == 0
+    assert client.put(url, json={"City": "Leiden"}).status_code == 204
+    assert odata(client, url)["City"] == "Leiden"
+    assert writes(client)["writes"] == {record["ID"]: 1}
+
+
+def test_prefer_return_representation(exact: SandboxProcess, client: httpx.Client) -> None:
+    exact.seed_config(API, etags=True)
+    record = exact.seed_records(API, "3001")[0]
+    url = account_url(record)
+    response = client.put(
+        url,
+        json={"InvoiceAttachmentType": 1, "City": "Leiden"},
+        headers={"Prefer": "return=representation"},
+    )
+    assert response.status_code == 200
+    assert response.headers["preference-applied"] == "return=representation"
+    body = response.json()["d"]
+    assert (body["ID"], body["InvoiceAttachmentType"], body["City"]) == (record["ID"], 1, "Leiden")
+    assert body == client.get(url).json()["d"]  # exactly as a single GET renders it
+    assert response.headers["etag"] == body["__metadata"]["etag"] != record["__metadata"]["etag"]
+    plain = client.put(url, json={"City": "Delft"})
+    assert (plain.status_code, plain.content) == (204, b"")
+
+
+def test_patch_updates_like_put(exact: SandboxProcess, client: httpx.Client) -> None:
+    record = exact.seed_records(API, "3001")[0]
+    response = client.patch(account_url(record), json={"Name": "Nieuwe Naam B.V."})
+    assert (response.status_code, response.content) == (204, b"")
+    after = next(r for r in exact.seed_records(API, "3001") if r["ID"] == record["ID"])
+    assert after["Name"] == "Nieuwe Naam B.V."
+    assert after["City"] == record["City"]  # untouched fields stay
+    assert after["Timestamp"] > record["Timestamp"]
+    assert int(after["Modified"][6:-2]) > int(record["Modified"][6:-2])
+    assert writes(client)["writes"] == {record["ID"]: 1}
+    assert client.patch(account_url(record), json={"Nope": 1}).status_code == 400
+    assert client.patch(ACCOUNTS, json={"City": "Ede"}).status_code == 405

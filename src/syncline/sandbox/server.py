@@ -549,6 +549,13 @@ class SandboxProcess:
         result: list[dict[str, Any]] = response["records"]
         return result
 
+    def seed_writes(self, api: str, tenant: str) -> dict[str, int]:
+        """How many writes the emulation applied to each record of ``tenant`` (by id)."""
+        query = urlencode({"tenant": tenant})
+        response = self._admin("GET", f"{self._seed_prefix(api)}/__writes?{query}")
+        result: dict[str, int] = response["writes"]
+        return result
+
     def seed_expire_tokens(self) -> int:
         """Inxmail: revoke every issued sync token (their next use is a 410)."""
         expired: int = self._admin("POST", "/inxmail/__expire-tokens")["expired"]

@@ -16,28 +16,78 @@ Emulated (``/api/v1/...``, bearer auth):
   "__next": "<full url>"}}``, 60 per page, ordered by ``ID`` with
   ``$skiptoken=guid'<last ID>'`` in ``__next``; ``$filter`` (see
   :mod:`.odata`), ``$select``, ``$top``, ``$inlinecount=allpages``;
-* ``GET {division}/crm/Accounts(guid'…')``, ``PUT`` (204; bumps ``Timestamp``
-  and ``Modified``), ``DELETE`` (204);
+* ``GET {division}/crm/Accounts(guid'…')``, ``PUT`` or ``PATCH`` (204; both
+  merge the given fields and bump ``Timestamp`` and ``Modified``), ``DELETE``
+  (204);
 * ``GET {division}/bulk/CRM/Accounts`` (1,000 per page) and
   ``GET {division}/sync/CRM/Accounts?$filter=Timestamp gt 1L`` (1,000 per
   page, ordered by ``Timestamp``, ``__next`` with ``$skiptoken=<Timestamp>L``);
   ``GET {division}/sync/Deleted`` lists deletions (``EntityType`` 2 = accounts);
 * ``GET current/Me`` (``CurrentDivision``), so clients can discover a division;
 * per-division minutely and daily limits (``exact`` header style, shared with
-  the sandbox's global limiter); a request over a limit is a 429.
+  the sandbox's global limiter); a request over a limit is a 429.  Every
+  request, read or write, counts against them, as in real Exact.
+
+Write-back test surface (config fields settable at launch, via ``__config``
+or as ``__reset`` overrides), so a client's ``push`` can be proven against
+the failure modes that matter:
+
+* ``etags`` (default ``False``): every account representation (list and
+  bulk pages, single GET, sync pages, ``__records``) carries
+  ``"__metadata": {..., "etag": "W/\"<Timestamp>\""}`` (the row's
+  rowversion), and a single GET, a successful ``PUT``/``PATCH`` also send an
+  ``ETag`` header.  A ``PUT``/``PATCH``/``DELETE`` whose ``If-Match`` is
+  neither ``*`` nor the current etag (a comma-separated list matches if any
+  entry does) is a 412 and is neither applied nor counted.  Without
+  ``If-Match`` a write is applied unconditionally.  With ``etags`` off the
+  header is ignored and nothing etag-like is emitted.
+* ``write_minutely_limit`` / ``write_daily_limit`` (default ``None``: off;
+  windows ``write_minutely_window`` = 60 s and ``write_daily_window`` =
+  86,400 s, fixed): a separate per-division limiter that only ``PUT``,
+  ``PATCH`` and ``DELETE`` consume, checked *after* the general limits (a
+  write rejected here has still used a general call).  Writes carry its state
+  as ``X-RateLimit-Write-Limit/-Remaining/-Reset`` (daily window) and
+  ``X-RateLimit-Write-Minutely-Limit/-Remaining/-Reset`` (only the configured
+  windows; resets in epoch milliseconds); over it, a write is a 429 carrying
+  those and the general headers.  Reads never touch it.
+* ``failed_writes`` (default 0): the next N ``PUT``/``PATCH`` requests that
+  would be applied (valid body, matching ``If-Match``) answer 500 *without*
+  applying: a write the server surely did not apply, though the client
+  cannot know.
+* ``slow_writes`` (default 0) and ``slow_write_seconds`` (default 5.0): the
+  next N applied ``PUT``/``PATCH`` requests apply the change, then sleep that
+  long before answering: a client that times out cannot know the write
+  happened.  ``failed_writes`` is checked first.  Both counters count down in
+  the running config (``GET __config`` shows what is left; ``__reset``
+  restores the launch values).
+* ``GET __writes?tenant=<division>``: ``{"tenant", "writes": {ID: n},
+  "total"}``, how many writes the emulation applied per account (applied
+  ``PUT``/``PATCH``, including slow ones, and ``DELETE``; rejected, failed
+  and ``__mutate`` changes never count; only IDs written at least once).
+  Without ``tenant``: ``{"writes": {division: {ID: n}}, "total"}`` with every
+  division.  Zeroed whenever the data is rebuilt (``__reset``, a new
+  ``seed``/``tenants``).
 
 Deviations: errors use the OData error envelope with plain messages; an
 unknown division is a 403; windows start when the emulation is configured
 (not at midnight); ``$orderby``, ``$expand`` and ``POST`` are not supported;
 ``Modified`` moves on a per-division virtual clock, not the wall clock.
+Extensions real Exact does not have: a ``PUT``/``PATCH`` with ``Prefer:
+return=representation`` answers 200 with ``{"d": <the account as a single
+GET renders it>}`` (and ``Preference-Applied``) instead of 204; the write
+limits, ``etags`` as a switch (with the rowversion as the etag),
+``failed_writes``, ``slow_writes`` and ``__writes`` are test surface.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
 import re
 import time
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -68,8 +118,10 @@ from syncline.sandbox.seeds.common import (
     seeded_rng,
     seeded_uuid,
     set_tenant,
+    v_bool,
     v_int,
     v_number,
+    v_opt_int,
     v_opt_str,
     v_sizes,
 )
@@ -128,6 +180,8 @@ WRITABLE: Final[dict[str, type | tuple[type, ...]]] = {
     "Blocked": bool,
 }
 ACCOUNTS_ENTITY_TYPE: Final = 2
+WRITE_METHODS: Final = frozenset({"PUT", "PATCH", "DELETE"})
+UPDATE_METHODS: Final = frozenset({"PUT", "PATCH"})
 _GUID_KEY: Final = re.compile(r"^accounts\(guid'([0-9a-fA-F-]{36})'\)$", re.IGNORECASE)
 _ADJECTIVES: Final = ("Groene", "Snelle", "Hollandse", "Noorder", "Oude", "Nieuwe", "Blauwe")
 _NOUNS: Final = ("Molen", "Haven", "Brug", "Tulp", "Dijk", "Polder", "Gracht", "Fiets")
@@ -149,6 +203,18 @@ class ExactConfig:
     minutely_window: float = 60.0
     daily_limit: int = 5000
     daily_window: float = 86_400.0
+    etags: bool = False
+    """Emit ``__metadata.etag`` / ``ETag`` and honour ``If-Match`` on writes."""
+    write_minutely_limit: int | None = None
+    """Writes (``PUT``/``PATCH``/``DELETE``) per division per ``write_minutely_window``."""
+    write_minutely_window: float = 60.0
+    write_daily_limit: int | None = None
+    write_daily_window: float = 86_400.0
+    slow_writes: int = 0
+    """How many of the next applied updates answer only after ``slow_write_seconds``."""
+    slow_write_seconds: float = 5.0
+    failed_writes: int = 0
+    """How many of the next updates answer 500 without being applied."""
 
 
 _Handler = Callable[[Request, str, Table], Awaitable[Response]]
@@ -180,7 +246,9 @@ class ExactOnline(SeedApi[ExactConfig]):
     prefix = "/exact"
     numeric_keys = False
     limiter: RateLimiter
+    write_limiter: RateLimiter | None
     _user: str
+    _writes: dict[str, Counter[str]]
 
     def _default_config(self) -> ExactConfig:
         return ExactConfig()
@@ -197,11 +265,21 @@ class ExactOnline(SeedApi[ExactConfig]):
             "minutely_window": v_number(0.001),
             "daily_limit": v_int(1),
             "daily_window": v_number(0.001),
+            "etags": v_bool,
+            "write_minutely_limit": v_opt_int(1),
+            "write_minutely_window": v_number(0.001),
+            "write_daily_limit": v_opt_int(1),
+            "write_daily_window": v_number(0.001),
+            "slow_writes": v_int(0),
+            "slow_write_seconds": v_number(0.0),
+            "failed_writes": v_int(0),
         }
 
     # -- data -----------------------------------------------------------------
 
     def _build(self) -> None:
+        # Write counts describe the data they were made against: new data, zero counts.
+        self._writes = {division: Counter() for division in self.config.tenants}
         self._user = seeded_uuid(seeded_rng(self.config.seed, self.name, "user"))
         for division in sorted(self.config.tenants, key=int):
             rng = seeded_rng(self.config.seed, self.name, division)
@@ -216,6 +294,15 @@ class ExactOnline(SeedApi[ExactConfig]):
             Window(config.minutely_limit, config.minutely_window, "fixed", "minutely"),
             Window(config.daily_limit, config.daily_window, "fixed", "daily"),
         )
+        write_windows = [
+            Window(calls, per, "fixed", name)
+            for calls, per, name in (
+                (config.write_minutely_limit, config.write_minutely_window, "minutely"),
+                (config.write_daily_limit, config.write_daily_window, "daily"),
+            )
+            if calls is not None
+        ]
+        self.write_limiter = make_limiter(*write_windows) if write_windows else None
 
     def _insert(self, division: str, table: Table, rng: random.Random, *, step_ms: int) -> None:
         key = seeded_uuid(rng)
@@ -264,7 +351,50 @@ class ExactOnline(SeedApi[ExactConfig]):
         return record
 
     def _record_view(self, tenant: str, row: Row) -> Body:
-        return _render(self._view(row, timestamp=True), None, {})
+        metadata = {"etag": _etag(row.seq)} if self.config.etags else {}
+        return _render(self._view(row, timestamp=True), None, metadata)
+
+    def _account_metadata(self, uri: str, kind: str, seq: int) -> dict[str, str]:
+        """``__metadata`` of an account; with ``etags`` on it names the rowversion too."""
+        metadata = _metadata(uri, kind)
+        if self.config.etags:
+            metadata["etag"] = _etag(seq)
+        return metadata
+
+    def writes(self, division: str | None) -> dict[str, Any]:
+        """The ``__writes`` body: applied writes per account of one division, or of all."""
+        if division is not None:
+            self.table(division)  # a 400 naming the known divisions
+            counts = self._writes.get(division, Counter())
+            return {
+                "tenant": division,
+                "writes": dict(sorted(counts.items())),
+                "total": sum(counts.values()),
+            }
+        every = {
+            name: dict(sorted(self._writes.get(name, Counter()).items()))
+            for name in sorted(self.tables, key=int)
+        }
+        return {"writes": every, "total": sum(sum(c.values()) for c in every.values())}
+
+    def _take_failed_write(self) -> bool:
+        """Use one of the ``failed_writes`` left (see :meth:`_take_slow_write`)."""
+        left = self.config.failed_writes
+        if left > 0:
+            self.config = dataclasses.replace(self.config, failed_writes=left - 1)
+        return left > 0
+
+    def _take_slow_write(self) -> bool:
+        """Use one of the ``slow_writes`` left in the running config.
+
+        These count down in the config itself (not in ``_configured`` state)
+        so that ``__config`` shows what is left and an unrelated ``__config``
+        change neither re-arms nor clears them.
+        """
+        left = self.config.slow_writes
+        if left > 0:
+            self.config = dataclasses.replace(self.config, slow_writes=left - 1)
+        return left > 0
 
     # -- HTTP plumbing ----------------------------------------------------------
 
@@ -304,9 +434,34 @@ class ExactOnline(SeedApi[ExactConfig]):
             count=params.get("$inlinecount") == "allpages",
         )
 
+    def _write_limit(
+        self, request: Request, division: str, headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Consume the division's write budget (writes only); its headers, or a 429."""
+        limiter = self.write_limiter
+        if limiter is None or request.method not in WRITE_METHODS:
+            return []
+        verdict = limiter.check(division)
+        wall = time.time()
+        write_headers: list[tuple[bytes, bytes]] = []
+        for state in verdict.states:
+            prefix = "x-ratelimit-write" + ("-minutely" if state.window.name == "minutely" else "")
+            write_headers += [
+                (f"{prefix}-limit".encode(), str(state.window.calls).encode()),
+                (f"{prefix}-remaining".encode(), str(state.remaining).encode()),
+                (f"{prefix}-reset".encode(), str(round((wall + state.reset_in) * 1000)).encode()),
+            ]
+        if not verdict.allowed:
+            mark_rate_limited(request)
+            raise _odata_error(
+                429, "API write rate limit exceeded.", _decode([*headers, *write_headers])
+            )
+        return write_headers
+
     async def _guarded(self, request: Request, handler: _Handler) -> Response:
         """Run ``handler(request, division, table)`` with the division's rate-limit headers."""
         division, table, headers = self._division(request)
+        headers = [*headers, *self._write_limit(request, division, headers)]
         try:
             response: Response = await handler(request, division, table)
         except FilterError as exc:
@@ -373,7 +528,13 @@ class ExactOnline(SeedApi[ExactConfig]):
         base = mount_base(request)
         uri = f"{base}/api/v1/{division}/{'crm' if kind == 'crm' else 'bulk/CRM'}/Accounts"
         results = [
-            _render(view, query.select, _metadata(f"{uri}(guid'{view['ID']}')", "Account"))
+            _render(
+                view,
+                query.select,
+                self._account_metadata(
+                    f"{uri}(guid'{view['ID']}')", "Account", table.rows[view["ID"]].seq
+                ),
+            )
             for view in page
         ]
         payload: dict[str, Any] = {"results": results}
@@ -401,7 +562,13 @@ class ExactOnline(SeedApi[ExactConfig]):
         base = mount_base(request)
         uri = f"{base}/api/v1/{division}/sync/CRM/Accounts"
         results = [
-            _render(view, query.select, _metadata(f"{uri}({view['Timestamp']}L)", "SyncAccount"))
+            _render(
+                view,
+                query.select,
+                self._account_metadata(
+                    f"{uri}({view['Timestamp']}L)", "SyncAccount", int(view["Timestamp"])
+                ),
+            )
             for view in page
         ]
         payload: dict[str, Any] = {"results": results}
@@ -450,17 +617,62 @@ class ExactOnline(SeedApi[ExactConfig]):
         row = table.rows.get(key)
         if row is None:
             raise _odata_error(404, f"Account {key} not found.")
+        if request.method in WRITE_METHODS:
+            self._check_if_match(request, row)
         if request.method == "DELETE":
             table.delete(key)
+            self._writes.setdefault(division, Counter())[key] += 1
             return Response(status_code=204)
-        if request.method == "PUT":
-            changes = await _put_body(request)
-            table.put(key, {**row.body, **changes, "Modifier": self._user})
-            return Response(status_code=204)
+        if request.method in UPDATE_METHODS:
+            return await self._update(request, division, table, row)
         select = parse_select(request.query_params.get("$select"), ACCOUNT_FIELDS)
-        uri = f"{mount_base(request)}/api/v1/{division}/crm/Accounts(guid'{key}')"
+        return self._single_response(request, division, row, select, status=200)
+
+    def _single_response(
+        self,
+        request: Request,
+        division: str,
+        row: Row,
+        select: tuple[str, ...] | None,
+        *,
+        status: int,
+    ) -> Response:
+        """The account as a single GET renders it (with its ``ETag`` when ``etags`` is on)."""
+        uri = f"{mount_base(request)}/api/v1/{division}/crm/Accounts(guid'{row.key}')"
         view = self._view(row, timestamp=False)
-        return json_response({"d": _render(view, select, _metadata(uri, "Account"))})
+        metadata = self._account_metadata(uri, "Account", row.seq)
+        response = json_response({"d": _render(view, select, metadata)}, status=status)
+        if self.config.etags:
+            response.headers["ETag"] = _etag(row.seq)
+        return response
+
+    def _check_if_match(self, request: Request, row: Row) -> None:
+        """A 412 when ``etags`` is on and ``If-Match`` names neither ``*`` nor the current etag."""
+        if_match = request.headers.get("if-match")
+        if not self.config.etags or if_match is None:
+            return
+        wanted = {tag.strip() for tag in if_match.split(",")}
+        if "*" not in wanted and _etag(row.seq) not in wanted:
+            raise _odata_error(412, "The record was changed since it was read (ETag mismatch).")
+
+    async def _update(self, request: Request, division: str, table: Table, row: Row) -> Response:
+        """``PUT``/``PATCH``: validate, maybe fail (500) or stall after applying, then answer."""
+        changes = await _put_body(request)
+        if self._take_failed_write():
+            raise _odata_error(500, "An unexpected error occurred (sandbox failed_writes).")
+        updated = table.put(row.key, {**row.body, **changes, "Modifier": self._user})
+        self._writes.setdefault(division, Counter())[str(row.key)] += 1
+        if _prefers_representation(request):
+            response = self._single_response(request, division, updated, None, status=200)
+            response.headers["Preference-Applied"] = "return=representation"
+        else:
+            response = Response(status_code=204)
+            if self.config.etags:
+                response.headers["ETag"] = _etag(updated.seq)
+        if self._take_slow_write():
+            # Applied already: a client that gives up now cannot know it happened.
+            await asyncio.sleep(self.config.slow_write_seconds)
+        return response
 
     async def me(self, request: Request) -> Response:
         set_tenant(request, "")
@@ -481,8 +693,14 @@ class ExactOnline(SeedApi[ExactConfig]):
         }
         return json_response({"d": {"results": [me]}})
 
+    def _extra_admin_routes(self) -> list[BaseRoute]:
+        async def writes(request: Request) -> Response:
+            return json_response(self.writes(request.query_params.get("tenant")))
+
+        return [Route("/__writes", writes, methods=["GET"])]
+
     def _api_routes(self) -> list[BaseRoute]:
-        methods = ["GET", "PUT", "DELETE"]
+        methods = ["GET", "PUT", "PATCH", "DELETE"]
         return [
             Route("/api/v1/current/Me", self.counted(self.me), methods=["GET"]),
             Route(
@@ -496,6 +714,17 @@ class ExactOnline(SeedApi[ExactConfig]):
                 methods=methods,
             ),
         ]
+
+
+def _etag(seq: int) -> str:
+    """The weak etag of an account: its rowversion (``Timestamp``)."""
+    return f'W/"{seq}"'
+
+
+def _prefers_representation(request: Request) -> bool:
+    """Whether ``Prefer`` (RFC 7240) asks for ``return=representation``."""
+    preferences = request.headers.get("prefer", "").replace(";", ",").split(",")
+    return any(p.strip().lower() == "return=representation" for p in preferences)
 
 
 def _decode(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
