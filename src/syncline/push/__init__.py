@@ -1,0 +1,1 @@
+"""syncline push: write changes made to the mirror back to the API."""
