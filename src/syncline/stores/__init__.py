@@ -5,10 +5,14 @@ from __future__ import annotations
 from syncline.errors import ConfigError
 from syncline.stores.base import (
     COLUMN_TYPES,
+    OUTBOX_OPEN,
+    OUTBOX_STATUSES,
     Change,
     Column,
     Lease,
+    OutboxItem,
     PageChanges,
+    PushPlan,
     Reject,
     Row,
     RunRecord,
@@ -23,10 +27,14 @@ from syncline.stores.sqlite import SQLiteStore
 
 __all__ = [
     "COLUMN_TYPES",
+    "OUTBOX_OPEN",
+    "OUTBOX_STATUSES",
     "Change",
     "Column",
     "Lease",
+    "OutboxItem",
     "PageChanges",
+    "PushPlan",
     "Reject",
     "Row",
     "RunRecord",

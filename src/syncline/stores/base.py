@@ -18,10 +18,14 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMN_TYPES",
     "LEDGER_BUCKETS",
+    "OUTBOX_OPEN",
+    "OUTBOX_STATUSES",
     "Change",
     "Column",
     "Lease",
+    "OutboxItem",
     "PageChanges",
+    "PushPlan",
     "Reject",
     "Row",
     "RunRecord",
@@ -218,6 +222,54 @@ class Reject:
     """The record as JSON text (or its repr when it cannot be encoded)."""
 
 
+OUTBOX_STATUSES = ("pending", "unknown", "applied", "failed", "conflict", "skipped")
+"""An outbox item's life: ``pending`` until sent; ``unknown`` from just before the call until
+its answer is known (a crash or a lost answer leaves it so, and it is verified by reading the
+record back before any new send); then ``applied``, ``failed`` (the API refused it),
+``conflict`` (changed on the server since the mirror read it) or ``skipped`` (the mirror row no
+longer matches the plan's condition, or is gone)."""
+OUTBOX_OPEN = ("pending", "unknown")
+"""Statuses of items a push still has to settle."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushPlan:
+    """One ``syncline push``: what it sets, on which rows, written before its first call."""
+
+    id: str
+    fingerprint: str
+    """The same statement on the same stream gives the same fingerprint: its next run
+    continues this plan instead of selecting the rows again."""
+    source: str
+    stream: str
+    statement: str
+    """The push as SQL, for people: ``UPDATE accounts SET … WHERE … ORDER BY … LIMIT n``."""
+    priority: str
+    created_at: str
+
+
+@dataclass(slots=True)
+class OutboxItem:
+    """One record's change in a plan; its status is settled in the same transaction as the
+    mirror row it changes."""
+
+    plan_id: str
+    seq: int
+    """The item's place in the plan (the plan's order)."""
+    partition: str
+    """Canonical JSON of the partition values (``{}`` when unpartitioned)."""
+    key: tuple[Any, ...]
+    """The record's primary-key values."""
+    patch: dict[str, Any]
+    """Field (dotted for nested) -> new value."""
+    before: dict[str, Any]
+    """Field -> value in the mirror when the plan was made."""
+    status: str = "pending"
+    attempts: int = 0
+    error: str | None = None
+    updated_at: str | None = None
+
+
 @dataclass(slots=True)
 class RunRecord:
     id: str
@@ -351,6 +403,52 @@ class Store(Protocol):
         self, table: TableSpec, identities: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], str]:
         """The stored ``_data`` of each identity (partition values + key) that is live."""
+        ...
+
+    def iter_rows(
+        self, table: TableSpec, partition: Sequence[Any]
+    ) -> Iterator[tuple[tuple[Any, ...], str]]:
+        """Every live row of one partition (its values in ``partition_columns`` order):
+        ``(identity, _data)``, in chunks, so a large table never sits in memory at once."""
+        ...
+
+    def add_push_plan(self, plan: PushPlan, items: Sequence[OutboxItem]) -> None:
+        """Write a plan and all its items (status ``pending``) in one transaction."""
+        ...
+
+    def push_plans(self, source: str | None = None, stream: str | None = None) -> list[PushPlan]:
+        """Plans, oldest first."""
+        ...
+
+    def outbox_items(
+        self, plan_id: str, *, statuses: Sequence[str] = (), partition: str | None = None
+    ) -> list[OutboxItem]:
+        """A plan's items in plan order, of some statuses, of one partition."""
+        ...
+
+    def outbox_counts(self, plan_id: str | None = None) -> list[tuple[str, str, str, int]]:
+        """``(plan_id, partition, status, count)`` for every plan (or one)."""
+        ...
+
+    def open_outbox_keys(self, source: str, stream: str) -> set[tuple[str, str]]:
+        """``(partition, key as JSON)`` of every item still open in any plan of the stream."""
+        ...
+
+    def settle_outbox(
+        self,
+        table: TableSpec,
+        items: Sequence[OutboxItem],
+        rows: Sequence[Row] = (),
+        *,
+        key: StateKey | None = None,
+        run_id: str | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        """Save the items' status, attempts and error, and upsert ``rows`` into the mirror
+        (newest wins, changes recorded in the feed under ``run_id`` for ``key``), atomically.
+
+        With ``lease``, prove it first (:class:`~syncline.errors.LeaseLost`: nothing written).
+        """
         ...
 
     def start_run(self, run: RunRecord) -> None: ...

@@ -53,8 +53,10 @@ __all__ = [
     "apply_page",
     "count_moved",
     "fetch_rows",
+    "live_row",
     "read_changes",
     "record_feed",
+    "start_live_rows",
 ]
 
 Connection = duckdb.DuckDBPyConnection
@@ -160,6 +162,23 @@ def fetch_rows(
 ) -> dict[Identity, str]:
     found = _lookup(con, sql, identities, "_data, _deleted_at IS NOT NULL")
     return {identity: data for identity, (data, deleted) in found if not deleted}
+
+
+def start_live_rows(cur: Connection, sql: TableSql, partition: Sequence[Any]) -> None:
+    """Start one query of a partition's live rows on ``cur``, a cursor of its own, for the
+    caller to fetch in chunks (see :meth:`.DuckDBStore.iter_rows`); rows: :func:`live_row`."""
+    table = sql.table
+    selected = ", ".join(q(c) for c in table.identity_columns)
+    where = "".join(f" AND {q(c)} = ?::JSON" for c in table.partition_columns)
+    cur.execute(
+        f"SELECT {selected}, _data FROM {sql.name} WHERE _deleted_at IS NULL{where}",
+        [to_json(value) for value in partition],
+    )
+
+
+def live_row(row: tuple[Any, ...]) -> tuple[Identity, str]:
+    """``(identity, _data)`` of a row :func:`start_live_rows` read."""
+    return tuple(map(from_json, row[:-1])), row[-1]
 
 
 def count_moved(con: Connection, sql: TableSql, rows: Sequence[Row], since: str) -> int:

@@ -16,10 +16,16 @@ Column types, and why:
   ``WHERE _synced_at > now() - INTERVAL 1 DAY``.
 - checkpoints, runs and rejects keep SQLite's text: a checkpoint must come
   back exactly as it was written.
+- the push outbox is SQLite's own DDL and SQL (:mod:`.outbox_sql`): plain
+  text and integers, which DuckDB spells the same.
 
 No secondary indexes on the bookkeeping tables: DuckDB prunes the feed's
 time and id ranges with its zone maps, and an ART index would only slow the
-writes down.
+writes down (the outbox's index of open items, which SQLite and PostgreSQL
+keep, is left out: it would be rewritten at every status an item settles).
+
+Versions: 2 added the outbox. Every statement is ``IF NOT EXISTS``, so a file
+of any older version is brought up to date by running them all again.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import duckdb
 
 from syncline.errors import StoreError
 from syncline.stores.base import COLUMN_TYPES, TableSpec
+from syncline.stores.outbox_sql import outbox_schema
 from syncline.stores.sql import quote_identifier as q
 
 __all__ = [
@@ -39,7 +46,7 @@ __all__ = [
     "stored_table_name",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 META_COLUMNS = ("_data", "_updated_at", "_synced_at", "_hash", "_deleted_at")
 META_DDL = (
     "_data JSON NOT NULL, _updated_at JSON, _synced_at TIMESTAMPTZ NOT NULL, "
@@ -112,8 +119,9 @@ def prepare(con: duckdb.DuckDBPyConnection, where: str) -> None:
         )
     if version == SCHEMA_VERSION:
         return
-    for statement in _BOOKKEEPING.split(";"):
-        con.execute(statement)
+    for statement in (_BOOKKEEPING + ";" + outbox_schema(index=False)).split(";"):
+        if statement.strip():
+            con.execute(statement)
     con.execute(
         "INSERT OR REPLACE INTO _syncline_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
     )

@@ -14,6 +14,11 @@ write them, and feed ids (a sequence) grow in commit order.
 **Durability.** Every commit is written and fsynced to DuckDB's WAL before
 ``commit_page`` returns; a process killed at any point leaves the last
 committed page and its checkpoint, replayed from the WAL on the next open.
+
+A settled push item (:meth:`DuckDBStore.settle_outbox`) is written like a
+page without a checkpoint: the same lease proof, upsert and feed entries, and
+the item's status, in one transaction; the outbox's SQL is SQLite's
+(:mod:`.outbox_sql`).
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ from syncline.budget.headers import ServerWindow
 from syncline.errors import StoreError
 from syncline.failpoints import failpoint
 from syncline.stores import duckdb_leases as leases
+from syncline.stores import outbox_sql
 from syncline.stores import sqlite_quota as quota  # the same ledger SQL serves both
 from syncline.stores.base import (
     Change,
     Lease,
+    OutboxItem,
     PageChanges,
+    PushPlan,
     Reject,
     Row,
     RunRecord,
@@ -62,11 +70,14 @@ from syncline.stores.duckdb_page import (
     apply_page,
     count_moved,
     fetch_rows,
+    live_row,
     read_changes,
     record_feed,
+    start_live_rows,
 )
 from syncline.stores.duckdb_schema import prepare, stored_table_name
 from syncline.stores.duckdb_values import clean_text, split_unstorable, to_json
+from syncline.stores.page_plan import PagePlan
 from syncline.stores.records_of import STATE_COLUMNS, state_from_row, state_values
 from syncline.stores.sql import quote_identifier
 
@@ -74,6 +85,8 @@ __all__ = ["DuckDBStore", "lease_now"]
 
 log = logging.getLogger("syncline")
 Connection = duckdb.DuckDBPyConnection
+ROW_CHUNK = 1000
+"""Rows :meth:`DuckDBStore.iter_rows` fetches per hold of the file's lock."""
 
 
 def lease_now() -> float:
@@ -162,19 +175,34 @@ class DuckDBStore:
         deletes: Sequence[Row] = (),
         sweep: Sweep | None = None,
     ) -> PageChanges:
-        sql = self._sql(table)
         rows, deletes, unstorable = split_unstorable(rows, deletes, len(table.identity_columns))
         synced_at = _now()
         with self._tx(f"writing {table.name}") as con:
             if lease is not None:
                 leases.extend(con, lease, lease.ttl, lease_now())
-            plan = apply_page(con, sql, rows, deletes, synced_at, sweep)
+            plan = self._write_rows(con, table, state, rows, deletes, sweep, synced_at)
             self._reject(con, state, [*rejects, *unstorable], synced_at)
             failpoint("store.rows_written")
             self._write_state(con, state)
-            record_feed(con, table, state, plan.feed, synced_at)
             failpoint("store.before_commit")
         return plan.changes()
+
+    def _write_rows(
+        self,
+        con: Connection,
+        table: TableSpec,
+        state: State,
+        rows: Sequence[Row],
+        deletes: Sequence[Row],
+        sweep: Sweep | None,
+        synced_at: str,
+    ) -> PagePlan:
+        """Inside a write transaction: the rows (already split from what DuckDB cannot hold),
+        tombstones and sweep, and their feed entries. One path for a page and a settled push
+        item, so a row is stored the same whoever writes it."""
+        plan = apply_page(con, self._sql(table), rows, deletes, synced_at, sweep)
+        record_feed(con, table, state, plan.feed, synced_at)
+        return plan
 
     def _reject(self, con: Connection, state: State, rejects: Sequence[Reject], at: str) -> None:
         if not rejects:
@@ -356,6 +384,81 @@ class DuckDBStore:
     ) -> dict[tuple[Any, ...], str]:
         with self._read(f"reading {table.name}") as con:
             return fetch_rows(con, self._sql(table), identities)
+
+    def iter_rows(
+        self, table: TableSpec, partition: Sequence[Any]
+    ) -> Iterator[tuple[tuple[Any, ...], str]]:
+        """One query on a cursor of its own (a read snapshot), fetched a chunk per hold of the
+        file's lock, so writers go on between chunks.
+
+        Why not a chunk per query, as SQLite reads by rowid: DuckDB's rowids move when a
+        checkpoint reclaims deleted rows, so rows could be skipped or read twice; and a
+        chunk per query by identity scans the table once per chunk (DuckDB does not range-
+        scan its keys' index). One streamed query reads each row once, and as a snapshot
+        it needs the lock only while it fetches: writers commit between chunks.
+        """
+        what = f"reading {table.name}"
+        sql = self._sql(table)
+        with self._read(what) as con:
+            cur = con.cursor()
+        try:
+            with self._read(what):
+                start_live_rows(cur, sql, partition)
+            while True:
+                with self._read(what):
+                    chunk = cur.fetchmany(ROW_CHUNK)
+                yield from map(live_row, chunk)
+                if len(chunk) < ROW_CHUNK:
+                    return
+        finally:
+            with self._locked(), contextlib.suppress(duckdb.Error):
+                cur.close()
+
+    # -- push outbox -------------------------------------------------------------
+
+    def add_push_plan(self, plan: PushPlan, items: Sequence[OutboxItem]) -> None:
+        with self._tx(f"writing push plan {plan.id}") as con:
+            outbox_sql.add_push_plan(con, plan, items, _now())
+
+    def push_plans(self, source: str | None = None, stream: str | None = None) -> list[PushPlan]:
+        with self._read("reading push plans") as con:
+            return outbox_sql.push_plans(con, source, stream)
+
+    def outbox_items(
+        self, plan_id: str, *, statuses: Sequence[str] = (), partition: str | None = None
+    ) -> list[OutboxItem]:
+        with self._read(f"reading push plan {plan_id}") as con:
+            return outbox_sql.outbox_items(con, plan_id, statuses, partition)
+
+    def outbox_counts(self, plan_id: str | None = None) -> list[tuple[str, str, str, int]]:
+        with self._read("counting push items") as con:
+            return outbox_sql.outbox_counts(con, plan_id)
+
+    def open_outbox_keys(self, source: str, stream: str) -> set[tuple[str, str]]:
+        with self._read("reading push items") as con:
+            return outbox_sql.open_outbox_keys(con, source, stream)
+
+    def settle_outbox(
+        self,
+        table: TableSpec,
+        items: Sequence[OutboxItem],
+        rows: Sequence[Row] = (),
+        *,
+        key: StateKey | None = None,
+        run_id: str | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        state = outbox_sql.feed_state(key, run_id) if rows else None
+        rows, _, unstorable = split_unstorable(rows, (), len(table.identity_columns))
+        now = _now()
+        with self._tx(f"settling push items of {table.name}") as con:
+            if lease is not None:
+                leases.extend(con, lease, lease.ttl, lease_now())
+            outbox_sql.save_items(con, items, now)
+            if state is not None:
+                self._write_rows(con, table, state, rows, (), None, now)
+                self._reject(con, state, unstorable, now)
+            failpoint("store.outbox_settled")
 
     # -- runs ------------------------------------------------------------------
 

@@ -24,6 +24,11 @@ time; after it, everything. A file is never behind its manifest.
 ``mode: snapshot`` tables write a pass's lines to a pass file and swap the
 table's file when the pass completes (:mod:`.jsonl_rewrite`); ``compact``
 rewrites files to one line per identity.
+
+The push outbox lives in the sidecar, as in the SQLite store. A settled item
+whose record came back commits like a page without a checkpoint (its lines,
+then the index, feed, item and lease together); one without a record changes
+no file, so it is the SQLite store's settle.
 """
 
 from __future__ import annotations
@@ -34,20 +39,33 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from syncline.errors import ConfigError, StoreError
 from syncline.failpoints import failpoint
-from syncline.stores.base import Lease, PageChanges, Reject, Row, State, Sweep, TableSpec
+from syncline.stores import outbox_sql
+from syncline.stores.base import (
+    Lease,
+    OutboxItem,
+    PageChanges,
+    Reject,
+    Row,
+    State,
+    StateKey,
+    Sweep,
+    TableSpec,
+)
 from syncline.stores.columns import check_names, column_changes, declared
 from syncline.stores.jsonl_files import FILES_SCHEMA, Files, Journal
 from syncline.stores.jsonl_index import (
     TABLES_SCHEMA,
     Registered,
     check_identity,
+    live,
     lookup,
     partition_key,
     register,
@@ -73,9 +91,15 @@ __all__ = ["Compacted", "JsonlStore", "lease_now"]
 
 _META = ("_data", "_updated_at", "_synced_at", "_deleted_at", "_hash")
 log = logging.getLogger("syncline")
+_T = TypeVar("_T")
+Identity = tuple[Any, ...]
+Placed = tuple[Identity, int, int, bool]
+"""Where an identity's newest line is: offset, length, in its partition's pass file."""
 
 _READ_ATTEMPTS = 50
 """Reads retried while another process is swapping a file in (each 20 ms apart)."""
+ROW_CHUNK = 1000
+"""Rows :meth:`JsonlStore.iter_rows` reads per read snapshot."""
 
 
 def lease_now() -> float:
@@ -228,19 +252,61 @@ class JsonlStore(SQLiteStore):
         with self._change(f"writing {table.name} to {self.root}") as journal:
             if lease is not None:
                 self._extend(lease, lease.ttl)  # a zombie writes nothing, not even bytes
-            found = self._registered(table, journal)
-            self._files.check(found.file)
-            ctx = PageContext(self._db, self._files, journal, found, table, synced_at)
-            changes, unwritable = apply_page(ctx, rows, deletes, state, sweep)
-            failpoint("store.rows_written")
-            if sweep is not None and found.mode == "snapshot":
-                swap_partition(Rewrite(self._db, self._files, journal, found, table),
-                               sweep.partition)  # fmt: skip
-                failpoint("store.file_swapped")
-            self._reject(state, [*rejects, *unwritable], synced_at)
+            changes = self._write_rows(
+                journal, table, state, rows, deletes, rejects, sweep, synced_at
+            )
             self._write_state(state)
             failpoint("store.before_commit")
         return changes
+
+    def _write_rows(
+        self,
+        journal: Journal,
+        table: TableSpec,
+        state: State,
+        rows: Sequence[Row],
+        deletes: Sequence[Row],
+        rejects: Sequence[Reject],
+        sweep: Sweep | None,
+        synced_at: str,
+    ) -> PageChanges:
+        """Inside :meth:`_change`: the lines appended and synced, then the index, the feed and
+        the rejects (with the records no line can hold) in the sidecar; a completed snapshot
+        pass swapped in. Everything of a page but its checkpoint: one path for a page and a
+        settled push item, so a row is stored the same whoever writes it."""
+        found = self._registered(table, journal)
+        self._files.check(found.file)
+        ctx = PageContext(self._db, self._files, journal, found, table, synced_at)
+        changes, unwritable = apply_page(ctx, rows, deletes, state, sweep)
+        failpoint("store.rows_written")
+        if sweep is not None and found.mode == "snapshot":
+            swap_partition(Rewrite(self._db, self._files, journal, found, table),
+                           sweep.partition)  # fmt: skip
+            failpoint("store.file_swapped")
+        self._reject(state, [*rejects, *unwritable], synced_at)
+        return changes
+
+    def settle_outbox(
+        self,
+        table: TableSpec,
+        items: Sequence[OutboxItem],
+        rows: Sequence[Row] = (),
+        *,
+        key: StateKey | None = None,
+        run_id: str | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        if not rows:  # no line to write: the sidecar alone (no directory lock, no manifest)
+            super().settle_outbox(table, items, key=key, run_id=run_id, lease=lease)
+            return
+        state = outbox_sql.feed_state(key, run_id)
+        now = _now()
+        with self._change(f"settling push items of {table.name} in {self.root}") as journal:
+            if lease is not None:
+                self._extend(lease, lease.ttl)  # a zombie writes nothing, not even bytes
+            outbox_sql.save_items(self._db, items, now)
+            self._write_rows(journal, table, state, rows, (), (), None, now)
+            failpoint("store.outbox_settled")
 
     def _reject(self, state: State, rejects: Sequence[Reject], at: str) -> None:
         key = state.key
@@ -273,36 +339,83 @@ class JsonlStore(SQLiteStore):
     def fetch_rows(
         self, table: TableSpec, identities: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], str]:
+        return self._retrying(table, partial(self._read_rows, table, identities))
+
+    def iter_rows(
+        self, table: TableSpec, partition: Sequence[Any]
+    ) -> Iterator[tuple[tuple[Any, ...], str]]:
+        """The live rows from their newest lines, a range of the index per read snapshot."""
+        after: Identity | None = None
+        while True:
+            found, after = self._retrying(table, partial(self._live_rows, table, partition, after))
+            yield from found.items()
+            if after is None:
+                return
+
+    def _retrying(self, table: TableSpec, read: Callable[[], _T | None]) -> _T:
+        """``read()`` under the lock, again while another process swaps a file in (``None``)."""
         for _ in range(_READ_ATTEMPTS):
             with self._lock:
-                found = self._read_rows(table, identities)
+                found = read()
             if found is not None:
                 return found
             time.sleep(0.02)
         raise StoreError(f"{self.root}: the file of {table.name} is being replaced; try again")
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read snapshot of the sidecar: the index and the manifest agree throughout."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def _read_rows(
         self, table: TableSpec, identities: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], str] | None:
         """In one read snapshot of the sidecar: the live identities' newest lines (``None``:
         a file was swapped since the snapshot, read again)."""
-        self._db.execute("BEGIN")
-        try:
+        with self._snapshot():
             known = registered(self._db, table.name)
             if not known:
                 return {}
-            parts = len(table.partition_columns)
-            spans: dict[str, list[tuple[tuple[Any, ...], int, int]]] = {}
-            for identity, where in lookup(self._db, known[0].index, identities).items():
-                if where.stored.deleted or where.offset is None or where.length is None:
-                    continue
-                file = known[0].file
-                if where.in_pass:
-                    file = pass_name(file, partition_key(identity[:parts]))
-                spans.setdefault(file, []).append((identity, where.offset, where.length))
-            return self._read_spans(spans)
-        finally:
-            self._db.execute("COMMIT")
+            found = lookup(self._db, known[0].index, identities)
+            placed = [
+                (identity, where.offset, where.length, where.in_pass)
+                for identity, where in found.items()
+                if where.offset is not None and where.length is not None
+                if not where.stored.deleted
+            ]
+            return self._read_placed(known[0], placed)
+
+    def _live_rows(
+        self, table: TableSpec, partition: Sequence[Any], after: Identity | None
+    ) -> tuple[dict[Identity, str], Identity | None] | None:
+        """In one read snapshot: up to :data:`ROW_CHUNK` live rows of the partition after the
+        identity ``after``, and the identity to read on from (``None``: these were the last);
+        ``None``: a file was swapped since the snapshot, read again."""
+        with self._snapshot():
+            known = registered(self._db, table.name)
+            if not known:
+                return {}, None
+            placed = live(self._db, known[0].index, partition, after, ROW_CHUNK)
+            found = self._read_placed(known[0], placed)
+        if found is None:
+            return None
+        return found, placed[-1][0] if len(placed) == ROW_CHUNK else None
+
+    def _read_placed(
+        self, found: Registered, placed: Iterable[Placed]
+    ) -> dict[Identity, str] | None:
+        """The records on the lines ``placed`` names, in the table's file or a partition's
+        pass file (``None``: a file was swapped since the snapshot)."""
+        parts = len(found.partition_columns)
+        spans: dict[str, list[tuple[Identity, int, int]]] = {}
+        for identity, offset, length, in_pass in placed:
+            file = pass_name(found.file, partition_key(identity[:parts])) if in_pass else found.file
+            spans.setdefault(file, []).append((identity, offset, length))
+        return self._read_spans(spans)
 
     def _read_spans(
         self, spans: dict[str, list[tuple[tuple[Any, ...], int, int]]]

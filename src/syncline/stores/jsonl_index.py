@@ -38,6 +38,7 @@ __all__ = [
     "Remap",
     "delete",
     "identity_order",
+    "live",
     "located",
     "lookup",
     "partition_key",
@@ -289,16 +290,49 @@ class Placement:
 
 
 def located(
-    db: sqlite3.Connection, index: TableSpec, where: str, args: Sequence[Any], order: str
+    db: sqlite3.Connection,
+    index: TableSpec,
+    where: str,
+    args: Sequence[Any],
+    order: str,
+    limit: int | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """``(identity…, _offset, _length, _pass, _updated_at, _synced_at, _deleted_at)`` of the
-    index rows matching ``where``, in ``order`` (SQL over the index's columns)."""
+    index rows matching ``where``, in ``order`` (SQL over the index's columns), the first
+    ``limit`` of them (``None``: all)."""
     names = ", ".join(q(c) for c in index.identity_columns)
+    cut = "" if limit is None else f" LIMIT {int(limit)}"
     yield from db.execute(
         f"SELECT {names}, _offset, _length, _pass, _updated_at, _synced_at, _deleted_at "
-        f"FROM {q(index.name)} WHERE {where} ORDER BY {order}",
+        f"FROM {q(index.name)} WHERE {where} ORDER BY {order}{cut}",
         args,
     )
+
+
+def live(
+    db: sqlite3.Connection,
+    index: TableSpec,
+    partition: Sequence[Any],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> list[tuple[tuple[Any, ...], int, int, bool]]:
+    """Up to ``limit`` live rows of one partition, in identity order after the identity
+    ``after``: ``(identity, offset, length, in the partition's pass file)`` of each newest line.
+
+    In identity order, the index's primary key: each chunk is one range of it, and a row
+    is read at most once whatever is written between chunks.
+    """
+    where, args = partition_where(index, partition)
+    where += " AND _deleted_at IS NULL AND _offset IS NOT NULL"
+    order = identity_order(index)
+    if after is not None:
+        where += f" AND ({order}) > ({', '.join('?' * len(after))})"
+        args += after
+    width = len(index.identity_columns)
+    return [
+        (tuple(row[:width]), int(row[width]), int(row[width + 1]), bool(row[width + 2]))
+        for row in located(db, index, where, args, order, limit)
+    ]
 
 
 def identity_order(index: TableSpec) -> str:

@@ -16,6 +16,10 @@ transactions side by side, so each guarantee names its lock:
 - a lease is taken under the lease's own lock and proved at every commit by
   its fencing token (``UPDATE … WHERE token = …`` inside the page's
   transaction).
+
+A settled push item (:meth:`PostgresStore.settle_outbox`) is written like a
+page without a checkpoint: the same lease proof, page lock, upsert and feed
+entries, and the item's status, in one transaction.
 """
 
 from __future__ import annotations
@@ -34,12 +38,15 @@ from psycopg_pool import ConnectionPool
 from syncline.budget.headers import ServerWindow
 from syncline.errors import StoreError
 from syncline.failpoints import failpoint
+from syncline.stores import outbox_sql
 from syncline.stores import postgres_leases as leases
 from syncline.stores import postgres_quota as quota
 from syncline.stores.base import (
     Change,
     Lease,
+    OutboxItem,
     PageChanges,
+    PushPlan,
     Reject,
     Row,
     RunRecord,
@@ -49,11 +56,13 @@ from syncline.stores.base import (
     TableSpec,
     WindowSpec,
 )
+from syncline.stores.page_plan import PagePlan
 from syncline.stores.postgres_changes import (
     TableSql,
     apply_page,
     count_moved,
     fetch_rows,
+    live_rows,
     read_changes,
     record_feed,
     to_json,
@@ -70,6 +79,8 @@ __all__ = ["PostgresStore", "lease_now"]
 
 POOL_SIZE = 8
 """Connections at most: the engine's concurrent jobs, lease keepers and permits."""
+ROW_CHUNK = 1000
+"""Rows :meth:`PostgresStore.iter_rows` reads per transaction."""
 
 log = logging.getLogger("syncline")
 Cursor = psycopg.Cursor[tuple[Any, ...]]
@@ -92,6 +103,8 @@ class PostgresStore:
         self.where = self.target.where
         self.schema = pg_name(self.target.schema)
         self._s = quote_identifier(self.target.schema)
+        self._prefix = f"{self._s}."
+        """Where the outbox's tables are, for :mod:`.outbox_sql`."""
         self._place = f"{self.where} schema {self.schema}"
         self._tables: dict[str, TableSql] = {}
         conn = connect(self.target)
@@ -158,21 +171,38 @@ class PostgresStore:
         deletes: Sequence[Row] = (),
         sweep: Sweep | None = None,
     ) -> PageChanges:
-        sql = self._sql(table)
-        width = len(table.identity_columns)
-        rows, deletes, unstorable = split_unstorable(rows, deletes, width)
         synced_at = _now()
         with self._tx(f"writing {table.name}") as cur:
             if lease is not None:
                 leases.extend(cur, self._s, lease, lease.ttl, lease_now())
-            xact_lock(cur, "syncline-page", self.schema, pg_name(table.name), state.key.partition)
-            plan = apply_page(cur, sql, rows, deletes, synced_at, sweep)
-            self._reject(cur, state, [*rejects, *unstorable], synced_at)
+            plan = self._write_rows(cur, table, state, rows, deletes, rejects, sweep, synced_at)
             failpoint("store.rows_written")
             self._write_state(cur, state)
             record_feed(cur, table, self._s, self.schema, state, plan.feed, synced_at)
             failpoint("store.before_commit")
         return plan.changes()
+
+    def _write_rows(
+        self,
+        cur: Cursor,
+        table: TableSpec,
+        state: State,
+        rows: Sequence[Row],
+        deletes: Sequence[Row],
+        rejects: Sequence[Reject],
+        sweep: Sweep | None,
+        synced_at: str,
+    ) -> PagePlan:
+        """Inside a write transaction: under the page's lock, the rows, tombstones and sweep,
+        and the rejects (with the records PostgreSQL cannot hold). One path for a page and a
+        settled push item, so a row is stored the same whoever writes it; the plan's feed is
+        left to :func:`record_feed`, taken last."""
+        width = len(table.identity_columns)
+        rows, deletes, unstorable = split_unstorable(rows, deletes, width)
+        xact_lock(cur, "syncline-page", self.schema, pg_name(table.name), state.key.partition)
+        plan = apply_page(cur, self._sql(table), rows, deletes, synced_at, sweep)
+        self._reject(cur, state, [*rejects, *unstorable], synced_at)
+        return plan
 
     def _reject(self, cur: Cursor, state: State, rejects: Sequence[Reject], at: str) -> None:
         if not rejects:
@@ -352,6 +382,67 @@ class PostgresStore:
     ) -> dict[tuple[Any, ...], str]:
         with self._tx(f"reading {table.name}") as cur:
             return fetch_rows(cur, self._sql(table), identities)
+
+    def iter_rows(
+        self, table: TableSpec, partition: Sequence[Any]
+    ) -> Iterator[tuple[tuple[Any, ...], str]]:
+        sql = self._sql(table)
+        after: list[str] | None = None
+        while True:
+            with self._tx(f"reading {table.name}") as cur:
+                chunk = live_rows(cur, sql, partition, after, ROW_CHUNK)
+            for identity, data, _ in chunk:
+                yield identity, data
+            if len(chunk) < ROW_CHUNK:
+                return
+            after = chunk[-1][2]
+
+    # -- push outbox -------------------------------------------------------------
+
+    def add_push_plan(self, plan: PushPlan, items: Sequence[OutboxItem]) -> None:
+        with self._tx(f"writing push plan {plan.id}") as cur:
+            outbox_sql.add_push_plan(cur, plan, items, _now(), "%s", prefix=self._prefix)
+
+    def push_plans(self, source: str | None = None, stream: str | None = None) -> list[PushPlan]:
+        with self._tx("reading push plans") as cur:
+            return outbox_sql.push_plans(cur, source, stream, "%s", prefix=self._prefix)
+
+    def outbox_items(
+        self, plan_id: str, *, statuses: Sequence[str] = (), partition: str | None = None
+    ) -> list[OutboxItem]:
+        with self._tx(f"reading push plan {plan_id}") as cur:
+            return outbox_sql.outbox_items(
+                cur, plan_id, statuses, partition, "%s", prefix=self._prefix
+            )
+
+    def outbox_counts(self, plan_id: str | None = None) -> list[tuple[str, str, str, int]]:
+        with self._tx("counting push items") as cur:
+            return outbox_sql.outbox_counts(cur, plan_id, "%s", prefix=self._prefix)
+
+    def open_outbox_keys(self, source: str, stream: str) -> set[tuple[str, str]]:
+        with self._tx("reading push items") as cur:
+            return outbox_sql.open_outbox_keys(cur, source, stream, "%s", prefix=self._prefix)
+
+    def settle_outbox(
+        self,
+        table: TableSpec,
+        items: Sequence[OutboxItem],
+        rows: Sequence[Row] = (),
+        *,
+        key: StateKey | None = None,
+        run_id: str | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        state = outbox_sql.feed_state(key, run_id) if rows else None
+        now = _now()
+        with self._tx(f"settling push items of {table.name}") as cur:
+            if lease is not None:
+                leases.extend(cur, self._s, lease, lease.ttl, lease_now())
+            outbox_sql.save_items(cur, items, now, "%s", prefix=self._prefix)
+            if state is not None:
+                plan = self._write_rows(cur, table, state, rows, (), (), None, now)
+                record_feed(cur, table, self._s, self.schema, state, plan.feed, now)
+            failpoint("store.outbox_settled")
 
     # -- runs ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ write in order would leave.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "apply_page",
     "count_moved",
     "fetch_rows",
+    "live_rows",
     "not_older",
     "read_changes",
     "record_feed",
@@ -135,6 +137,38 @@ def _lookup(
 def fetch_rows(cur: Cursor, sql: TableSql, identities: Sequence[Identity]) -> dict[Identity, str]:
     found = _lookup(cur, sql, identities, "t._data::text, t._deleted_at IS NOT NULL")
     return {identity: data for identity, (data, deleted) in found if not deleted}
+
+
+def live_rows(
+    cur: Cursor, sql: TableSql, partition: Sequence[Any], after: Sequence[str] | None, limit: int
+) -> list[tuple[Identity, str, list[str]]]:
+    """Up to ``limit`` live rows of one partition in identity order, after the identity
+    ``after``: ``(identity, _data, the identity's values as JSON text)``.
+
+    Why by identity, from the primary key's index, a chunk per call: each chunk is a short
+    transaction of its own (no connection is held while the caller works), and a row is read
+    at most once whatever is written between chunks. The identity goes back as the JSON
+    text PostgreSQL printed, so it compares exactly as stored (a float through Python
+    might not).
+    """
+    table = sql.table
+    # Qualified: in ORDER BY a bare name is the output column first (here its text).
+    ids = [f"t.{q(c)}" for c in table.identity_columns]
+    where = "".join(f" AND t.{q(c)} = %s::jsonb" for c in table.partition_columns)
+    args = [to_json(value) for value in partition]
+    if after is not None:
+        where += f" AND ({', '.join(ids)}) > ({', '.join(['%s::jsonb'] * len(ids))})"
+        args += after
+    cur.execute(
+        f"SELECT {', '.join(f'{c}::text' for c in ids)}, t._data::text FROM {sql.name} AS t "
+        f"WHERE t._deleted_at IS NULL{where} ORDER BY {', '.join(ids)} LIMIT {int(limit)}",
+        args,
+    )
+    width = len(ids)
+    return [
+        (tuple(json.loads(text) for text in row[:width]), row[width], list(row[:width]))
+        for row in cur.fetchall()
+    ]
 
 
 def count_moved(cur: Cursor, sql: TableSql, rows: Sequence[Row], since: str) -> int:

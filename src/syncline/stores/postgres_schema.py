@@ -15,6 +15,11 @@ Column types, and why:
   ``timestamptz``: our own clock, queried by users (``> now() - interval``).
 - checkpoints, runs and rejects keep SQLite's text: a checkpoint must come
   back exactly as it was written.
+- the push outbox is SQLite's own DDL and SQL (:mod:`.outbox_sql`), in this
+  schema: plain text and integers, which PostgreSQL spells the same.
+
+Versions: 2 added the outbox. Every statement is ``IF NOT EXISTS``, so a
+schema of any older version is brought up to date by running them all again.
 
 Two processes opening a new schema at once are serialised by an advisory
 lock, so ``CREATE … IF NOT EXISTS`` never races into a duplicate-key error.
@@ -27,12 +32,13 @@ from psycopg import errors as pg_errors
 
 from syncline.errors import StoreError
 from syncline.stores.base import TableSpec
+from syncline.stores.outbox_sql import outbox_schema
 from syncline.stores.postgres_connect import Target
 from syncline.stores.postgres_names import pg_name, quote_identifier
 
 __all__ = ["META_COLUMNS", "SCHEMA_VERSION", "prepare", "table_ddl", "xact_lock"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 META_COLUMNS = ("_data", "_updated_at", "_synced_at", "_hash", "_deleted_at")
 
 _BOOKKEEPING = """
@@ -105,7 +111,7 @@ def prepare(conn: psycopg.Connection[tuple[object, ...]], target: Target) -> Non
         if version == SCHEMA_VERSION:
             return  # all there (written in one transaction): no DDL, so no CREATE right needed
         try:
-            for statement in _BOOKKEEPING.format(s=s).split(";"):
+            for statement in _bookkeeping(s):
                 cur.execute(statement, ())
         except pg_errors.InsufficientPrivilege as exc:
             raise _denied(target, schema, exc, "tables in schema") from None
@@ -114,6 +120,12 @@ def prepare(conn: psycopg.Connection[tuple[object, ...]], target: Target) -> Non
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(SCHEMA_VERSION),),
         )
+
+
+def _bookkeeping(s: str) -> list[str]:
+    """Every statement that creates the store's own tables in schema ``s`` (quoted)."""
+    ddl = _BOOKKEEPING.format(s=s) + ";" + outbox_schema(f"{s}.")
+    return [statement for statement in ddl.split(";") if statement.strip()]
 
 
 def _create_schema(cur: psycopg.Cursor[tuple[object, ...]], target: Target, s: str) -> None:

@@ -25,11 +25,13 @@ import stamina
 from syncline.budget.headers import ServerWindow
 from syncline.errors import LeaseHeld, LeaseLost, StoreError
 from syncline.failpoints import failpoint
-from syncline.stores import sqlite_changes, sqlite_quota
+from syncline.stores import outbox_sql, sqlite_changes, sqlite_quota
 from syncline.stores.base import (
     Change,
     Lease,
+    OutboxItem,
     PageChanges,
+    PushPlan,
     Reject,
     Row,
     RunRecord,
@@ -47,6 +49,8 @@ from syncline.stores.sqlite_columns import sync_columns
 __all__ = ["SQLiteStore", "quote_identifier"]
 
 SCHEMA_VERSION = 4
+ROW_CHUNK = 1000
+"""Rows :meth:`SQLiteStore.iter_rows` reads per lock hold."""
 _META_COLUMNS = ("_data", "_updated_at", "_synced_at", "_hash", "_deleted_at")
 _ADDED_COLUMNS = {"_hash": "TEXT", "_deleted_at": "TEXT"}
 """Meta columns a stream table created by an older syncline lacks (added on first use)."""
@@ -177,7 +181,13 @@ class SQLiteStore:
             for target in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[target + 1]:
                     self._db.execute(statement)
-            schema = _SCHEMA + sqlite_quota.QUOTA_SCHEMA + sqlite_changes.CHANGES_SCHEMA
+            schema = (
+                _SCHEMA
+                + sqlite_quota.QUOTA_SCHEMA
+                + sqlite_changes.CHANGES_SCHEMA
+                + ";"
+                + outbox_sql.OUTBOX_SCHEMA
+            )
             for statement in schema.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -517,6 +527,70 @@ class SQLiteStore:
     ) -> dict[tuple[Any, ...], str]:
         with self._lock:
             return sqlite_changes.fetch_rows(self._db, table, identities)
+
+    def iter_rows(
+        self, table: TableSpec, partition: Sequence[Any]
+    ) -> Iterator[tuple[tuple[Any, ...], str]]:
+        q = quote_identifier
+        identity = ", ".join(q(c) for c in table.identity_columns)
+        where = "".join(f" AND {q(c)} = ?" for c in table.partition_columns)
+        sql = (
+            f"SELECT rowid, {identity}, _data FROM {q(table.name)} "
+            f"WHERE rowid > ? AND _deleted_at IS NULL{where} ORDER BY rowid LIMIT {ROW_CHUNK}"
+        )
+        after = -(2**63)
+        while True:
+            with self._lock:
+                chunk = self._db.execute(sql, (after, *partition)).fetchall()
+            for row in chunk:
+                yield tuple(row[1:-1]), row[-1]
+            if len(chunk) < ROW_CHUNK:
+                return
+            after = chunk[-1][0]
+
+    def add_push_plan(self, plan: PushPlan, items: Sequence[OutboxItem]) -> None:
+        with self._write(f"writing push plan {plan.id} to {self.path}"):
+            outbox_sql.add_push_plan(self._db, plan, items, _now())
+
+    def push_plans(self, source: str | None = None, stream: str | None = None) -> list[PushPlan]:
+        with self._lock:
+            return outbox_sql.push_plans(self._db, source, stream)
+
+    def outbox_items(
+        self, plan_id: str, *, statuses: Sequence[str] = (), partition: str | None = None
+    ) -> list[OutboxItem]:
+        with self._lock:
+            return outbox_sql.outbox_items(self._db, plan_id, statuses, partition)
+
+    def outbox_counts(self, plan_id: str | None = None) -> list[tuple[str, str, str, int]]:
+        with self._lock:
+            return outbox_sql.outbox_counts(self._db, plan_id)
+
+    def open_outbox_keys(self, source: str, stream: str) -> set[tuple[str, str]]:
+        with self._lock:
+            return outbox_sql.open_outbox_keys(self._db, source, stream)
+
+    def settle_outbox(
+        self,
+        table: TableSpec,
+        items: Sequence[OutboxItem],
+        rows: Sequence[Row] = (),
+        *,
+        key: StateKey | None = None,
+        run_id: str | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        now = _now()
+        with self._write(f"settling push items in {self.path}"):
+            if lease is not None:
+                self._extend(lease, lease.ttl)
+            if rows:
+                state = outbox_sql.feed_state(key, run_id)
+                sqlite_changes.apply_page(
+                    self._db, table, self._upserts[table.name], rows, (), state, now, None
+                )
+            outbox_sql.save_items(self._db, items, now)
+            failpoint("store.outbox_settled")
 
     def start_run(self, run: RunRecord) -> None:
         with self._lock:
