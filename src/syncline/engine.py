@@ -29,7 +29,7 @@ from syncline.budget.permits import (
     declared_windows,
     scope_windows,
 )
-from syncline.config import Config
+from syncline.config import Config, SourceConfig
 from syncline.config.strategies import NoIncremental, WatermarkIncremental
 from syncline.errors import (
     ClientError,
@@ -563,11 +563,16 @@ def job_budget(
         board=board,
         slot=slot,
         cap=cap,
-        spellings=[
-            HeaderSpelling(h.name, h.remaining.lower(), _lower(h.limit), _lower(h.reset), h.period)
-            for h in job.source.rate_limit_headers
-        ],
+        spellings=spellings_of(job.source),
     )
+
+
+def spellings_of(source: SourceConfig) -> list[HeaderSpelling]:
+    """The source's own rate-limit header names, as the budget reads them."""
+    return [
+        HeaderSpelling(h.name, h.remaining.lower(), _lower(h.limit), _lower(h.reset), h.period)
+        for h in source.rate_limit_headers
+    ]
 
 
 def _lower(name: str | None) -> str | None:

@@ -141,7 +141,16 @@ class ServerError(TransientError):
 
 
 class NetworkError(TransientError):
-    """No complete answer arrived: timeout, reset, truncated body."""
+    """No complete answer arrived: timeout, reset, truncated body.
+
+    ``sent``: the request may have reached the server (a read timeout, a reset
+    mid-answer), as opposed to a connection never made. Only a write cares:
+    one that may have been applied is verified before it is sent again.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.sent = sent
 
 
 class PermanentError(SourceError):

@@ -247,15 +247,20 @@ class HttpClient:
         counter: RequestCounter | None = None,
         parse: Callable[[Response], _T] | None = None,
         budget: CallBudget | None = None,
+        retry_if: Callable[[Exception], bool] | None = None,
     ) -> tuple[Response, _T | None]:
         """Send with retries on transient failures; raise a classified, redacted error.
 
         ``parse`` runs inside each attempt, so a body that fails to decode is
         retried under the same policy, and its errors carry this request's summary.
+        ``retry_if`` narrows what is retried (a write retries only what surely
+        did not reach the server).
         """
         backoff = Backoff(self.source.retry)
 
         def wait_or_stop(exc: Exception) -> bool | float:
+            if retry_if is not None and not retry_if(exc):
+                return False
             wait = backoff.next_wait(exc)
             if wait is None:
                 return False
@@ -350,13 +355,16 @@ class HttpClient:
                     request=self.summary(spec),
                 ) from None
             raise NetworkError(
-                f"ConnectError: {self.redactor.text(str(exc))}", request=self.summary(spec)
+                f"ConnectError: {self.redactor.text(str(exc))}",
+                request=self.summary(spec),
+                sent=False,
             ) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             name = type(exc).__name__
             raise NetworkError(
                 f"{name}: {self.redactor.text(str(exc))}" if str(exc) else name,
                 request=self.summary(spec),
+                sent=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

@@ -1,7 +1,13 @@
 """Configuration: frozen models, YAML loading with ``${VAR}`` interpolation, validation."""
 
 from syncline.config.loader import config_from_dict, load_config
-from syncline.config.models import Config, GraphQLConfig, SourceConfig, StreamConfig
+from syncline.config.models import (
+    Config,
+    GraphQLConfig,
+    SourceConfig,
+    StreamConfig,
+    WriteConfig,
+)
 from syncline.config.render import render_config
 
 __all__ = [
@@ -9,6 +15,7 @@ __all__ = [
     "GraphQLConfig",
     "SourceConfig",
     "StreamConfig",
+    "WriteConfig",
     "config_from_dict",
     "load_config",
     "render_config",

@@ -42,6 +42,7 @@ __all__ = [
     "SourceConfig",
     "StreamConfig",
     "Tombstones",
+    "WriteConfig",
 ]
 
 Scalar = str | int | float | bool
@@ -161,6 +162,55 @@ class ColumnConfig(_Frozen):
         return {"path": value} if isinstance(value, str) else value
 
 
+class WriteConfig(_Frozen):
+    """How ``syncline push`` writes one changed record back to the API.
+
+    ``path`` takes ``{placeholders}`` from the partition and from the record's
+    ``key`` fields: ``/api/v1/{division}/crm/Accounts(guid'{ID}')``.
+    """
+
+    method: Literal["PUT", "PATCH", "POST"] = "PATCH"
+    path: str = Field(min_length=1)
+    body: Literal["changed", "full"] = "changed"
+    """``changed``: only the fields the push sets; ``full``: the stored record with them set."""
+    key: str | list[str] | None = None
+    """The record fields the path names (default: the stream's primary key)."""
+    etag: str | None = None
+    """JMESPath to the record's ETag in the stored record, sent as ``If-Match``: a record
+    changed on the server since the mirror read it is then refused (status ``conflict``)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    priority: Literal["high", "normal", "low"] | None = None
+    """Who gets call permits first (default: the stream's); only ``high`` spends a reserve."""
+    weight: int = Field(default=1, gt=0)
+    """Calls one write costs against the limits."""
+    record: str | None = None
+    """JMESPath to the record in a write's answer (e.g. ``d`` for OData v2), if it has one."""
+    read_path: str | None = None
+    """Where one record is read (default: ``path``): to verify a write whose answer was lost,
+    and to refresh the mirror after a write whose answer has no record."""
+    read_params: dict[str, str] = Field(default_factory=dict)
+    """Query parameters of that read, with the same ``{placeholders}`` as ``path``."""
+    read_record: str | None = None
+    """JMESPath to the record in the read's answer (default: ``record``)."""
+    read_back: bool = True
+    """After a write answered without the record, read it (one more call) so the mirror holds
+    exactly what the server now has and the next sync sees no change of ours; ``false``:
+    apply the change to the mirror locally and let the next sync bring the server's version."""
+    max_errors: int = Field(default=10, ge=1)
+    """Failed or conflicting items after which a push run stops (the rest stay pending)."""
+    attempts: int = Field(default=3, ge=1)
+    """Sends of one item (each after the previous one was verified as not applied)."""
+    conflict_statuses: frozenset[int] = frozenset({409, 412})
+
+    _paths = field_validator("etag", "record", "read_record")(check_expression)
+
+    @property
+    def key_fields(self) -> tuple[str, ...] | None:
+        if self.key is None:
+            return None
+        return (self.key,) if isinstance(self.key, str) else tuple(self.key)
+
+
 class StreamConfig(_Frozen):
     path: str = ""
     method: Literal["GET", "POST"] | None = None
@@ -187,6 +237,8 @@ class StreamConfig(_Frozen):
     """A deleted record's row stays with ``_deleted_at`` set (soft), or goes (hard)."""
     columns: dict[str, ColumnConfig] = Field(default_factory=dict)
     """Typed columns next to ``_data``, filled from the record on every write."""
+    write: WriteConfig | None = None
+    """How ``syncline push`` writes a changed record back (absent: the stream is read-only)."""
     mode: Literal["merge", "snapshot"] = "merge"
     """``snapshot``: the destination holds exactly the last complete full pass (a full-refresh
     stream only; implies ``detect_deletes``; a file store swaps in a new file per pass)."""
@@ -365,14 +417,31 @@ class SourceConfig(_Frozen):
                         f"stream {name!r}: column {column!r} is already a partition or "
                         "primary-key column of its table"
                     )
-            keys = set(self.partitions if stream.partitions is None else stream.partitions)
             missing = placeholders(stream.path) - keys
             if missing:
                 raise ValueError(
                     f"stream {name!r}: path {stream.path!r} uses {sorted(missing)} "
                     f"but the partitions only define {sorted(keys) or 'nothing'}"
                 )
+            if stream.write is not None:
+                _check_write_path(name, stream, keys)
         return self
+
+
+def _check_write_path(name: str, stream: StreamConfig, partitions: set[str]) -> None:
+    write = stream.write
+    assert write is not None
+    fields = set(write.key_fields or stream.primary_keys)
+    templates = [(write.path, "write.path"), (write.read_path, "write.read_path")]
+    templates += [(v, f"write.read_params.{k}") for k, v in write.read_params.items()]
+    for template, setting in templates:
+        missing = placeholders(template or "") - partitions - fields
+        if missing:
+            raise ValueError(
+                f"stream {name!r}: {setting} {template!r} uses {sorted(missing)}, which are "
+                f"neither partitions ({sorted(partitions) or 'none'}) nor the write key "
+                f"fields ({sorted(fields)}); list them in write.key"
+            )
 
 
 class Config(_Frozen):
