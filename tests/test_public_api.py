@@ -23,6 +23,8 @@ def test_public_names_are_exactly_these() -> None:
             "NetworkError",
             "PaginationLoop",
             "PermanentError",
+            "PushOutcome",
+            "PushSummary",
             "RateLimited",
             "ServerError",
             "SourceError",
@@ -36,6 +38,8 @@ def test_public_names_are_exactly_these() -> None:
             "config_from_dict",
             "iter_records",
             "load_config",
+            "push",
+            "sql",
             "sync",
         ]
     )

@@ -4,7 +4,7 @@ The public surface is exactly ``__all__``; everything else is private and may
 change. A test pins this list.
 """
 
-from syncline.api import changes, iter_records, sync
+from syncline.api import changes, iter_records, push, sql, sync
 from syncline.config import Config, config_from_dict, load_config
 from syncline.engine import JobResult, SyncSummary
 from syncline.errors import (
@@ -23,6 +23,8 @@ from syncline.errors import (
     TransientError,
     UnsafeNextLink,
 )
+from syncline.push.apply import PushSummary
+from syncline.push.session import PushOutcome
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,8 @@ __all__ = [
     "NetworkError",
     "PaginationLoop",
     "PermanentError",
+    "PushOutcome",
+    "PushSummary",
     "RateLimited",
     "ServerError",
     "SourceError",
@@ -49,5 +53,7 @@ __all__ = [
     "config_from_dict",
     "iter_records",
     "load_config",
+    "push",
+    "sql",
     "sync",
 ]

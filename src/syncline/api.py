@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -18,11 +19,15 @@ from syncline.incremental import start_pass
 from syncline.pages import walk_pages
 from syncline.paginate import make_paginator
 from syncline.plan import plan_jobs
+from syncline.push.planning import PushRequest
+from syncline.push.query import parse_assignment, parse_condition, parse_ordering, parse_update
+from syncline.push.session import PushOutcome
+from syncline.push.session import push as run_push
 from syncline.records import RecordShaper
 from syncline.redact import Redactor
 from syncline.stores import State, open_store
 
-__all__ = ["changes", "iter_records", "sync"]
+__all__ = ["changes", "iter_records", "push", "sql", "sync"]
 
 
 def _config(config: Config | str | os.PathLike[str]) -> Config:
@@ -61,6 +66,84 @@ def sync(
             max_calls=max_calls,
         )
     )
+
+
+def push(
+    config: Config | str | os.PathLike[str],
+    stream: str,
+    changes: Mapping[str, Any] | None = None,
+    *,
+    where: str | None = None,
+    order: str | None = None,
+    limit: int | None = None,
+    priority: str | None = None,
+    partitions: Sequence[str] = (),
+    apply: bool = False,
+    resume: bool = False,
+    max_calls: int | None = None,
+    max_errors: int | None = None,
+    concurrency: int = 4,
+    lock_wait: float = 0.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> PushOutcome:
+    """Set ``changes`` (field -> new value) on the records of ``stream`` that ``where`` (SQL
+    on the mirror) selects; a dry run unless ``apply`` (see ``syncline push``)."""
+    assignments = tuple(
+        parse_assignment(f"{name}={json.dumps(value)}") for name, value in (changes or {}).items()
+    )
+    request = PushRequest(
+        stream=stream,
+        assignments=assignments,
+        where=parse_condition(where) if where else None,
+        order=parse_ordering(order) if order else None,
+        limit=limit,
+        priority=priority,
+        partitions=tuple(partitions),
+        set_texts=tuple(f"{name}={json.dumps(value)}" for name, value in (changes or {}).items()),
+    )
+    return _run_push(
+        config, request, apply=apply, resume=resume, max_calls=max_calls,
+        max_errors=max_errors, concurrency=concurrency, lock_wait=lock_wait,
+        transport=transport,
+    )  # fmt: skip
+
+
+def sql(
+    config: Config | str | os.PathLike[str],
+    statement: str,
+    *,
+    priority: str | None = None,
+    partitions: Sequence[str] = (),
+    apply: bool = False,
+    max_calls: int | None = None,
+    max_errors: int | None = None,
+    concurrency: int = 4,
+    lock_wait: float = 0.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> PushOutcome:
+    """``UPDATE table SET … WHERE … [ORDER BY …] [LIMIT n]`` as a push (see ``syncline sql``)."""
+    parsed = parse_update(statement)
+    request = PushRequest(
+        stream=parsed.table,
+        assignments=parsed.assignments,
+        where=parsed.where,
+        order=parsed.order,
+        limit=parsed.limit,
+        priority=priority,
+        partitions=tuple(partitions),
+        statement=statement,
+    )
+    return _run_push(
+        config, request, apply=apply, resume=False, max_calls=max_calls,
+        max_errors=max_errors, concurrency=concurrency, lock_wait=lock_wait,
+        transport=transport,
+    )  # fmt: skip
+
+
+def _run_push(
+    config: Config | str | os.PathLike[str], request: PushRequest, **options: Any
+) -> PushOutcome:
+    return asyncio.run(run_push(_config(config), request, **options))
 
 
 def iter_records(

@@ -8,13 +8,12 @@ nothing failed); 4 some jobs busy in another process; 130 interrupted (SIGINT);
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.console import Console
@@ -23,52 +22,29 @@ from rich.table import Table
 from syncline.budget.forecast import forecast
 from syncline.budget.report import quota_report
 from syncline.changes import iter_changes
-from syncline.config import Config, load_config, render_config
+from syncline.cli_common import (
+    EXIT_BY_OUTCOME,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    config_option,
+)
+from syncline.cli_common import fail as _fail
+from syncline.cli_common import load as _load
+from syncline.cli_common import opened as _opened
+from syncline.cli_push import outbox_command, push_command, sql_command
+from syncline.config import Config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
 from syncline.errors import ConfigError, StoreError, SynclineError
 from syncline.http import secrets_of
-from syncline.logs import configure_logging, install_redaction
+from syncline.logs import configure_logging
 from syncline.plan import Job, plan_jobs
 from syncline.progress import BarsListener, LogLinesListener
 from syncline.signals import Interrupted, run_until_signalled
-from syncline.stores import State, Store, open_store
+from syncline.stores import State, Store
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEFERRED, EXIT_BUSY = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
-EXIT_BY_OUTCOME = {
-    "ok": EXIT_OK,
-    "paused": EXIT_OK,  # a spent daily budget is a normal end: the next run continues
-    "deferred": EXIT_DEFERRED,
-    "busy": EXIT_BUSY,
-    "failed": EXIT_FAILED,
-}
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default="syncline.yaml",
-    envvar="SYNCLINE_CONFIG",
-    show_default=True,
-    help="The YAML config file.",
-)
-
-
-def _load(path: Path) -> Config:
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    install_redaction(config)
-    return config
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -307,21 +283,6 @@ def _status_row(store: Store, job: Job) -> dict[str, Any]:
         "records_total": state.records,
         "requests_total": state.requests,
     }
-
-
-@contextlib.contextmanager
-def _opened(config: Config) -> Iterator[Store]:
-    """The config's store for one command, closed after it; a bad store URL exits 2."""
-    try:
-        store = open_store(config.store)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except StoreError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @cli.command()
@@ -569,6 +530,11 @@ def demo(db: Path, quick: bool) -> None:
         click.echo(f"{stop.signal_name}: demo interrupted", err=True)
         sys.exit(stop.exit_code)
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+cli.add_command(push_command)
+cli.add_command(sql_command)
+cli.add_command(outbox_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
