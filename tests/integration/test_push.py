@@ -490,3 +490,57 @@ def test_the_exact_preset_pushes_the_seed_statement(
     assert set(written.values()) == {1}
     again = synced(config)
     assert not [e for e in syncline.changes(config, run_id=again.run_id) if e["key"] in written]
+
+
+def test_a_write_only_limit_holds_with_zero_429s_while_reads_do_not_count(
+    exact: SandboxProcess, tmp_path: Path
+) -> None:
+    """The API allows 4 writes per 0.5 s per division; reads are free. Declared as an
+    ``operation: write`` limit, the push never sends a write the window forbids."""
+    exact.seed_config("exact", write_minutely_limit=4, write_minutely_window=0.5)
+    db = tmp_path / "store.db"
+    limits = [{"calls": 4, "per": 0.5, "operation": "write"}]
+    config = make(exact, db, limits=limits, divisions=("3001",))
+    synced(config)
+
+    outcome = syncline.push(
+        config, "accounts", {"InvoiceAttachmentType": 1}, where=WHERE_CUSTOMERS, limit=10,
+        apply=True,
+    )  # fmt: skip
+
+    assert outcome.outcome == "ok"
+    stats = exact.seed_stats("exact")
+    assert stats["rate_limited"] == 0
+    assert stats["tenants"]["3001"]["statuses"] == {"200": 1 + 10, "204": 10}  # sync + reads
+    assert len(writes(exact)) == 10
+
+
+@pytest.mark.parametrize("store", ["postgresql", "duckdb", "jsonl"])
+def test_push_end_to_end_on_every_other_store(
+    exact: SandboxProcess, tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    raw = raw_config(exact, tmp_path / "unused.db", divisions=("3001",))
+    raw["store"] = {
+        "postgresql": lambda: request.getfixturevalue("postgres_url"),
+        "duckdb": lambda: f"duckdb:///{tmp_path / 'store.duckdb'}",
+        "jsonl": lambda: f"jsonl:///{tmp_path / 'out'}",
+    }[store]()
+    config = config_from_dict(raw, base_dir=tmp_path)
+    synced(config)
+    before = syncline.push(config, "accounts", {"InvoiceAttachmentType": 1}, where=WHERE_CUSTOMERS)
+    assert before.draft is not None
+
+    outcome = syncline.push(
+        config, "accounts", {"InvoiceAttachmentType": 1}, where=WHERE_CUSTOMERS, limit=6,
+        apply=True,
+    )  # fmt: skip
+
+    assert outcome.outcome == "ok"
+    written = exact.seed_writes("exact", "3001")
+    assert len(written) == 6
+    assert set(written.values()) == {1}
+    after = syncline.push(config, "accounts", {"InvoiceAttachmentType": 1}, where=WHERE_CUSTOMERS)
+    assert after.draft is not None
+    assert after.draft.matched == before.draft.matched - 6  # the mirror rows were updated
+    again = synced(config)
+    assert not [e for e in syncline.changes(config, run_id=again.run_id) if e["key"] in written]
