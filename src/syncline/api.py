@@ -20,7 +20,6 @@ from syncline.pages import walk_pages
 from syncline.paginate import make_paginator
 from syncline.plan import plan_jobs
 from syncline.push.planning import PushRequest
-from syncline.push.query import parse_assignment, parse_condition, parse_ordering, parse_update
 from syncline.push.session import PushOutcome
 from syncline.push.session import push as run_push
 from syncline.records import RecordShaper
@@ -88,19 +87,11 @@ def push(
 ) -> PushOutcome:
     """Set ``changes`` (field -> new value) on the records of ``stream`` that ``where`` (SQL
     on the mirror) selects; a dry run unless ``apply`` (see ``syncline push``)."""
-    assignments = tuple(
-        parse_assignment(f"{name}={json.dumps(value)}") for name, value in (changes or {}).items()
-    )
-    request = PushRequest(
-        stream=stream,
-        assignments=assignments,
-        where=parse_condition(where) if where else None,
-        order=parse_ordering(order) if order else None,
-        limit=limit,
-        priority=priority,
-        partitions=tuple(partitions),
-        set_texts=tuple(f"{name}={json.dumps(value)}" for name, value in (changes or {}).items()),
-    )
+    sets = [f"{name}={json.dumps(value)}" for name, value in (changes or {}).items()]
+    request = PushRequest.of_parts(
+        stream, sets, where=where, order=order, limit=limit, priority=priority,
+        partitions=partitions,
+    )  # fmt: skip
     return _run_push(
         config, request, apply=apply, resume=resume, max_calls=max_calls,
         max_errors=max_errors, concurrency=concurrency, lock_wait=lock_wait,
@@ -122,17 +113,7 @@ def sql(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> PushOutcome:
     """``UPDATE table SET … WHERE … [ORDER BY …] [LIMIT n]`` as a push (see ``syncline sql``)."""
-    parsed = parse_update(statement)
-    request = PushRequest(
-        stream=parsed.table,
-        assignments=parsed.assignments,
-        where=parsed.where,
-        order=parsed.order,
-        limit=parsed.limit,
-        priority=priority,
-        partitions=tuple(partitions),
-        statement=statement,
-    )
+    request = PushRequest.of_statement(statement, priority=priority, partitions=partitions)
     return _run_push(
         config, request, apply=apply, resume=False, max_calls=max_calls,
         max_errors=max_errors, concurrency=concurrency, lock_wait=lock_wait,

@@ -28,8 +28,7 @@ from syncline.cli_common import load as _load
 from syncline.cli_common import opened as _opened
 from syncline.errors import ConfigError, SynclineError
 from syncline.push.planning import PushRequest
-from syncline.push.query import QueryError, parse_assignment, parse_condition, parse_ordering
-from syncline.push.query import parse_update as parse_update_statement
+from syncline.push.query import QueryError
 from syncline.push.session import PushOutcome, push
 from syncline.signals import Interrupted, run_until_signalled
 from syncline.stores import OUTBOX_STATUSES, Store
@@ -91,16 +90,10 @@ def push_command(
     Bounded by --limit and the call budgets, resumable, each item applied once.
     """
     try:
-        request = PushRequest(
-            stream=stream,
-            assignments=tuple(parse_assignment(text) for text in sets),
-            where=parse_condition(where) if where else None,
-            order=parse_ordering(order) if order else None,
-            limit=limit,
-            priority=options["priority"],
-            partitions=tuple(options["partitions"]),
-            set_texts=tuple(sets),
-        )
+        request = PushRequest.of_parts(
+            stream, sets, where=where, order=order, limit=limit,
+            priority=options["priority"], partitions=options["partitions"],
+        )  # fmt: skip
     except QueryError as exc:
         _fail(str(exc), EXIT_USAGE)
     if resume and sets:
@@ -114,19 +107,11 @@ def push_command(
 def sql_command(statement: str, **options: Any) -> None:
     """Run one UPDATE statement as a push: UPDATE t SET a = 1 WHERE … [ORDER BY …] [LIMIT n]."""
     try:
-        parsed = parse_update_statement(statement)
+        request = PushRequest.of_statement(
+            statement, priority=options["priority"], partitions=options["partitions"]
+        )
     except QueryError as exc:
         _fail(str(exc), EXIT_USAGE)
-    request = PushRequest(
-        stream=parsed.table,
-        assignments=parsed.assignments,
-        where=parsed.where,
-        order=parsed.order,
-        limit=parsed.limit,
-        priority=options["priority"],
-        partitions=tuple(options["partitions"]),
-        statement=statement,
-    )
     _run(request, resume=False, **options)
 
 

@@ -26,7 +26,15 @@ import orjson
 from syncline.config import Config, SourceConfig, StreamConfig
 from syncline.errors import ConfigError
 from syncline.plan import Job, plan_jobs
-from syncline.push.query import Assignment, Condition, Ordering, parse_update
+from syncline.push.query import (
+    Assignment,
+    Condition,
+    Ordering,
+    parse_assignment,
+    parse_condition,
+    parse_ordering,
+    parse_update,
+)
 from syncline.push.target import field_value, has_values
 from syncline.stores import OUTBOX_OPEN, OutboxItem, PushPlan, Store
 from syncline.stores.columns import typed_values
@@ -60,6 +68,47 @@ class PushRequest:
     """The request as one SQL statement (``syncline sql``); built from the parts otherwise."""
     set_texts: tuple[str, ...] = ()
     """``--set`` as typed, for the statement shown to people."""
+
+    @classmethod
+    def of_parts(
+        cls,
+        stream: str,
+        sets: Sequence[str],
+        *,
+        where: str | None = None,
+        order: str | None = None,
+        limit: int | None = None,
+        priority: str | None = None,
+        partitions: Sequence[str] = (),
+    ) -> PushRequest:
+        """``push STREAM --set F=V … --where … --order … --limit n`` (raises QueryError)."""
+        return cls(
+            stream=stream,
+            assignments=tuple(parse_assignment(text) for text in sets),
+            where=parse_condition(where) if where else None,
+            order=parse_ordering(order) if order else None,
+            limit=limit,
+            priority=priority,
+            partitions=tuple(partitions),
+            set_texts=tuple(sets),
+        )
+
+    @classmethod
+    def of_statement(
+        cls, statement: str, *, priority: str | None = None, partitions: Sequence[str] = ()
+    ) -> PushRequest:
+        """``UPDATE table SET … [WHERE …] [ORDER BY …] [LIMIT n]`` (raises QueryError)."""
+        parsed = parse_update(statement)
+        return cls(
+            stream=parsed.table,
+            assignments=parsed.assignments,
+            where=parsed.where,
+            order=parsed.order,
+            limit=parsed.limit,
+            priority=priority,
+            partitions=tuple(partitions),
+            statement=statement,
+        )
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
+from syncline.errors import ConfigError
+
 __all__ = [
     "Assignment",
     "Condition",
@@ -101,8 +103,10 @@ Evaluator = Callable[[Row], Any]
 Number = int | float | Decimal
 
 
-class QueryError(ValueError):
-    """A push's SQL cannot be parsed or evaluated; the message quotes the user's text."""
+class QueryError(ConfigError, ValueError):
+    """A push's SQL cannot be parsed or evaluated; the message quotes the user's text.
+
+    A :class:`~syncline.errors.ConfigError` (the user's input is wrong: exit 2)."""
 
 
 def _quoted(text: str) -> str:
