@@ -544,3 +544,30 @@ def test_push_end_to_end_on_every_other_store(
     assert after.draft.matched == before.draft.matched - 6  # the mirror rows were updated
     again = synced(config)
     assert not [e for e in syncline.changes(config, run_id=again.run_id) if e["key"] in written]
+
+
+def test_max_calls_caps_a_run_and_the_same_push_again_continues_its_plan(
+    exact: SandboxProcess, tmp_path: Path
+) -> None:
+    db = tmp_path / "store.db"
+    config = make(exact, db, divisions=("3001",))
+    synced(config)
+    push = {"where": WHERE_CUSTOMERS, "limit": 10, "apply": True}
+
+    capped = syncline.push(config, "accounts", {"InvoiceAttachmentType": 1}, max_calls=6, **push)
+
+    assert capped.outcome == "paused"
+    (summary,) = capped.summaries
+    assert summary.calls == 6  # 3 writes, 3 read-backs
+    assert summary.total("applied") == 3
+    assert summary.open == 7
+    again = syncline.push(config, "accounts", {"InvoiceAttachmentType": 1}, **push)
+    assert again.draft is None  # not planned anew: the unfinished plan is continued
+    assert [p.id for p in again.continued] == [summary.plan.id]
+    assert again.outcome == "ok"
+    items = outbox(db)
+    assert len(items) == 10
+    assert {i["status"] for i in items} == {"applied"}
+    written = writes(exact)
+    assert len(written) == 10
+    assert set(written.values()) == {1}
