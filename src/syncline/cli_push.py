@@ -168,6 +168,9 @@ def _print_outcome(outcome: PushOutcome, request: PushRequest) -> None:
     console = Console()
     name = f"{outcome.target.source_name}.{outcome.target.stream_name}"
     draft = outcome.draft
+    if draft is None and not outcome.continued:
+        click.echo(f"{name}: no unfinished push plan to continue (`syncline outbox` lists them)")
+        return
     for plan in outcome.continued:
         click.echo(f"continuing plan {plan.id[:8]} ({plan.priority}): {plan.statement}")
     if outcome.continued:

@@ -199,12 +199,14 @@ async def _push(
         for item in store.outbox_items(plan.id, statuses=OUTBOX_OPEN):
             if item.partition in wanted:
                 outcome.pending[item.partition] += 1
-    plans = [*outcome.continued, *([outcome.draft.plan] if outcome.draft else [])]
-    priority = plans[0].priority if plans else request.priority or "normal"
+    drafted = outcome.draft is not None and bool(outcome.draft.items)
+    plans = [*outcome.continued, *([outcome.draft.plan] if outcome.draft and drafted else [])]
+    shown = plans or ([outcome.draft.plan] if outcome.draft else [])
+    priority = shown[0].priority if shown else request.priority or "normal"
     outcome.budgets = budget_lines(store, jobs, priority)
     if not apply:
         return outcome
-    if outcome.draft is not None and outcome.draft.items:
+    if outcome.draft is not None and drafted:
         store.add_push_plan(outcome.draft.plan, outcome.draft.items)
     limit = request.limit if resume or outcome.continued else None
     for plan in plans:
