@@ -260,13 +260,19 @@ class _Partition:
             if item.status in ("failed", "conflict"):
                 self.run.count_error()
 
-    def _mirror_record(self, item: OutboxItem) -> dict[str, Any] | None:
+    def _mirror_row(self, item: OutboxItem) -> tuple[dict[str, Any], str] | None:
+        """The item's live mirror record, and its stored JSON text (what typed columns
+        are read from)."""
         identity = (*self.job.partition.values(), *item.key)
         found = self.run.store.fetch_rows(self.table, [identity]).get(identity)
         if found is None:
             return None
         record = orjson.loads(found)
-        return record if isinstance(record, dict) else None
+        return (record, found) if isinstance(record, dict) else None
+
+    def _mirror_record(self, item: OutboxItem) -> dict[str, Any] | None:
+        row = self._mirror_row(item)
+        return None if row is None else row[0]
 
     def _key_record(self, item: OutboxItem) -> dict[str, Any]:
         """Enough of a record to fill a URL when the mirror row is gone: its key fields."""
@@ -288,16 +294,19 @@ class _Partition:
         if item.status == "unknown" and await self._verify(item):
             return
         while True:
-            record = await asyncio.to_thread(self._mirror_record, item)
-            if record is None:
+            row = await asyncio.to_thread(self._mirror_row, item)
+            if row is None:
                 item.status, item.error = "skipped", "the record is no longer in the mirror"
                 await self._settle(item)
                 return
+            record, data = row
             if has_values(record, item.patch):
                 item.status, item.error = "skipped", "the record already holds the new values"
                 await self._settle(item)
                 return
-            if self.condition is not None and not self.condition(self._names(item, record)):
+            identity = (*self.job.partition.values(), *item.key)
+            names = row_namespace(self.job, identity, record, data)
+            if self.condition is not None and not self.condition(names):
                 item.status = "skipped"
                 item.error = "the mirror row no longer matches the plan's condition"
                 await self._settle(item)
@@ -312,10 +321,6 @@ class _Partition:
             if await self._send(item, record):
                 return
             # verified as not applied: look again, then send again
-
-    def _names(self, item: OutboxItem, record: dict[str, Any]) -> Mapping[str, Any]:
-        identity = (*self.job.partition.values(), *item.key)
-        return row_namespace(self.job, identity, record, orjson.dumps(record).decode())
 
     async def _send(self, item: OutboxItem, record: dict[str, Any]) -> bool:
         """Write one item; ``False`` when it turned out not applied and may be sent again."""
@@ -452,10 +457,11 @@ async def _partition(run: _Run, job: Job, limit: asyncio.Semaphore) -> Partition
         report.message = f"{job.label} is being synced or pushed by {exc.holder}"
     except (SourceError, StoreError) as exc:
         report.outcome, report.message = "failed", str(exc)
-    open_items = await asyncio.to_thread(
-        run.store.outbox_items, run.plan.id, statuses=OUTBOX_OPEN, partition=job.partition_key
-    )
-    report.open = len(open_items)
+    counts = await asyncio.to_thread(run.store.outbox_counts, run.plan.id)
+    report.open = sum(
+        n for _, partition, status, n in counts
+        if partition == job.partition_key and status in OUTBOX_OPEN
+    )  # fmt: skip
     return report
 
 

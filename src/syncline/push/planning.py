@@ -45,8 +45,8 @@ __all__ = [
     "PushRequest",
     "WritableStream",
     "draft_plan",
-    "open_plan",
     "row_namespace",
+    "unfinished",
     "writable_stream",
 ]
 
@@ -368,12 +368,15 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def open_plan(store: Store, target: WritableStream, print_: str) -> PushPlan | None:
-    """The unfinished plan with fingerprint ``print_`` (its next run continues it)."""
-    for plan in store.push_plans(target.source_name, target.stream_name):
-        if plan.fingerprint == print_ and store.outbox_items(plan.id, statuses=OUTBOX_OPEN):
-            return plan
-    return None
+def unfinished(store: Store, target: WritableStream) -> list[tuple[PushPlan, Counter[str]]]:
+    """The stream's plans with items still open, oldest first, each with its open items per
+    partition (one count query, not one item list per plan)."""
+    open_items: dict[str, Counter[str]] = {}
+    for plan_id, partition, status, count in store.outbox_counts():
+        if status in OUTBOX_OPEN:
+            open_items.setdefault(plan_id, Counter())[partition] += count
+    plans = store.push_plans(target.source_name, target.stream_name)
+    return [(plan, open_items[plan.id]) for plan in plans if plan.id in open_items]
 
 
 def plan_condition(plan: PushPlan) -> Condition | None:

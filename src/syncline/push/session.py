@@ -25,10 +25,10 @@ from syncline.push.planning import (
     WritableStream,
     draft_plan,
     fingerprint,
-    open_plan,
+    unfinished,
     writable_stream,
 )
-from syncline.stores import OUTBOX_OPEN, OutboxItem, PushPlan, Store, open_store
+from syncline.stores import OutboxItem, PushPlan, Store, open_store
 
 __all__ = ["BudgetLine", "PushOutcome", "budget_lines", "push"]
 
@@ -180,25 +180,21 @@ async def _push(
     for job in jobs:
         store.ensure_table(job.table)
     outcome = PushOutcome(target, applied=apply)
+    open_plans = unfinished(store, target)
     if resume:
-        outcome.continued = [
-            plan
-            for plan in store.push_plans(target.source_name, target.stream_name)
-            if store.outbox_items(plan.id, statuses=OUTBOX_OPEN)
-        ]
+        outcome.continued = [plan for plan, _ in open_plans]
     elif not request.assignments:
         raise ConfigError("give at least one --set Field=value (or use --resume)")
     else:
-        same = open_plan(store, target, fingerprint(target, request))
-        if same is not None:
-            outcome.continued = [same]
-        else:
+        print_ = fingerprint(target, request)
+        outcome.continued = [plan for plan, _ in open_plans if plan.fingerprint == print_][:1]
+        if not outcome.continued:
             outcome.draft = draft_plan(config, store, request)
     wanted = {job.partition_key for job in jobs}
-    for plan in outcome.continued:
-        for item in store.outbox_items(plan.id, statuses=OUTBOX_OPEN):
-            if item.partition in wanted:
-                outcome.pending[item.partition] += 1
+    continued = {plan.id for plan in outcome.continued}
+    for plan, open_items in open_plans:
+        if plan.id in continued:
+            outcome.pending.update({p: n for p, n in open_items.items() if p in wanted})
     drafted = outcome.draft is not None and bool(outcome.draft.items)
     plans = [*outcome.continued, *([outcome.draft.plan] if outcome.draft and drafted else [])]
     shown = plans or ([outcome.draft.plan] if outcome.draft else [])
