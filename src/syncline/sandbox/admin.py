@@ -46,6 +46,7 @@ async def reset(request: Request) -> Response:
         raise BadRequestError("records must be >= 0")
     state.dataset = Dataset(records, seed)
     state.stats.clear()
+    state.overlaps.reset()
     state.faults.configure(None)
     state.limits.configure(None)
     if state.oauth is not None:
@@ -76,7 +77,10 @@ async def stats(request: Request) -> Response:
 
     ``faults`` (injected per kind) and ``limits`` (``{tenant: {"allowed": n,
     "rejected": n}}``) appear only while configured.  Rate-limited requests
-    passed the data gate, so they count in ``requests`` too.
+    passed the data gate, so they count in ``requests`` too.  While limits are
+    configured, ``overlaps`` (``{tenant: {"overlaps": n, "max_in_flight": n}}``)
+    lets a test prove that no two workers ever worked on one tenant at once;
+    it stays empty unless the limits name a tenant (see :mod:`.overlap_middleware`).
     """
     state = sandbox_state(request)
     counts = dict(sorted(state.stats.items()))
@@ -85,11 +89,14 @@ async def stats(request: Request) -> Response:
         body["faults"] = dict(sorted(state.faults.injected.items()))
     if state.limits.config is not None:
         body["limits"] = state.limits.counters()
+        body["overlaps"] = state.overlaps.counters()
     return json_response(body)
 
 
 async def reset_stats(request: Request) -> Response:
-    sandbox_state(request).stats.clear()
+    state = sandbox_state(request)
+    state.stats.clear()
+    state.overlaps.reset()
     return json_response({"requests": {}, "total": 0})
 
 

@@ -44,6 +44,7 @@ from syncline.sandbox.limit_config import LimitsConfig
 from syncline.sandbox.limit_middleware import RateLimitGate
 from syncline.sandbox.limiter import RateLimiter
 from syncline.sandbox.oauth import OAuthServer, OAuthSettings, token_endpoint
+from syncline.sandbox.overlap_middleware import OverlapRecorder
 from syncline.sandbox.seeds import build_seed_apis
 
 
@@ -230,9 +231,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         # Outermost first: only requests the gate lets through (and counts) are
-        # rate-limited, and only those the limits allow get faults.
+        # tracked for overlaps and rate-limited, and only those the limits allow
+        # get faults.
         middleware=[
             Middleware(DataGate, state=state, token=token),
+            Middleware(OverlapRecorder, state=state),
             Middleware(RateLimitGate, state=state),
             Middleware(FaultInjector, state=state),
         ],

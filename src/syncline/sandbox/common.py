@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from syncline.sandbox.dataset import Dataset
+from syncline.sandbox.overlap import OverlapTracker
 
 if TYPE_CHECKING:
     # Type-only: both modules import this one, and neither is needed at runtime here.
@@ -59,6 +60,8 @@ class SandboxState:
     oauth: OAuthServer | None = field(default=None, kw_only=True)
     """``None`` unless the app was created with OAuth settings."""
     limits: RateLimiter = field(kw_only=True)
+    overlaps: OverlapTracker = field(default_factory=OverlapTracker, kw_only=True)
+    """Fed only while limits name a tenant; see :mod:`.overlap_middleware`."""
 
 
 class BadRequestError(Exception):
