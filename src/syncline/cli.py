@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Coroutine, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from syncline.cli_common import fail as _fail
 from syncline.cli_common import load as _load
 from syncline.cli_common import opened as _opened
 from syncline.cli_push import outbox_command, push_command, sql_command
+from syncline.cli_run import run_command
 from syncline.config import Config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
 from syncline.errors import ConfigError, StoreError, SynclineError
@@ -41,6 +43,7 @@ from syncline.http import secrets_of
 from syncline.logs import configure_logging
 from syncline.plan import Job, plan_jobs
 from syncline.progress import BarsListener, LogLinesListener
+from syncline.schedule import due_from_state, schedule_of
 from syncline.signals import Interrupted, run_until_signalled
 from syncline.stores import State, Store
 
@@ -237,14 +240,17 @@ def _print_summary(summary: SyncSummary) -> None:
 def status(config_path: Path, as_json: bool) -> None:
     """Show each (source, stream, partition): rows, watermark/cursor, last run and outcome."""
     config = _load(config_path)
+    now = datetime.now(UTC)
     with _opened(config) as store:
-        rows = [_status_row(store, job) for job in plan_jobs(config)]
+        rows = [_status_row(store, job, now) for job in plan_jobs(config)]
     if as_json:
         click.echo(json.dumps(rows))
         return
+    scheduled = any(row["next_due"] for row in rows)
     table = Table(
-        "source", "stream", "partition", "rows", "watermark / cursor", "last run", "outcome"
-    )
+        "source", "stream", "partition", "rows", "watermark / cursor", "last run", "outcome",
+        *(["next due"] if scheduled else []),
+    )  # fmt: skip
     for row in rows:
         mark = row["watermark"] if row["watermark"] is not None else row["cursor"]
         outcome = row["status"] or "never run"
@@ -262,12 +268,24 @@ def status(config_path: Path, as_json: bool) -> None:
             "" if mark is None else str(mark),
             row["last_run_at"] or "",
             outcome,
+            *([_due_text(row, now)] if scheduled else []),
         )
     Console().print(table)
 
 
-def _status_row(store: Store, job: Job) -> dict[str, Any]:
-    state = store.load_state(job.state_key) or State(job.state_key)
+def _due_text(row: dict[str, Any], now: datetime) -> str:
+    if row["next_due"] is None:
+        return "not scheduled"
+    due = datetime.fromisoformat(row["next_due"])
+    when = "now" if due <= now else due.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{when} ({row['due_reason']})"
+
+
+def _status_row(store: Store, job: Job, now: datetime) -> dict[str, Any]:
+    loaded = store.load_state(job.state_key)
+    state = loaded or State(job.state_key)
+    schedule = schedule_of(job)
+    due = None if schedule is None else due_from_state(schedule, loaded, now)
     return {
         "source": job.source_name,
         "stream": job.stream_name,
@@ -282,6 +300,9 @@ def _status_row(store: Store, job: Job) -> dict[str, Any]:
         "not_before": state.not_before,
         "records_total": state.records,
         "requests_total": state.requests,
+        "schedule": None if schedule is None else schedule.describe(),
+        "next_due": None if due is None else due.at.isoformat(),
+        "due_reason": None if due is None else due.reason,
     }
 
 
@@ -535,6 +556,7 @@ def demo(db: Path, quick: bool) -> None:
 cli.add_command(push_command)
 cli.add_command(sql_command)
 cli.add_command(outbox_command)
+cli.add_command(run_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

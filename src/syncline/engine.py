@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -61,7 +61,17 @@ from syncline.timestamps import parse_iso
 
 log = logging.getLogger("syncline")
 
-__all__ = ["JobOptions", "JobResult", "ProgressListener", "SyncSummary", "run_job", "run_sync"]
+__all__ = [
+    "JobOptions",
+    "JobResult",
+    "ProgressListener",
+    "SyncSummary",
+    "close_clients",
+    "open_clients",
+    "prune_feed",
+    "run_job",
+    "run_sync",
+]
 
 
 @dataclass(slots=True)
@@ -88,6 +98,9 @@ class JobResult:
     updated: int = 0
     deleted: int = 0
     """What the committed pages changed in the store (the change feed's counts)."""
+    unfinished: bool = False
+    """Stopped at a page boundary before its pass ended (a time slice, a shutdown): the
+    committed checkpoint continues it."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -211,8 +224,13 @@ async def run_job(
     listener: ProgressListener | None = None,
     options: JobOptions | None = None,
     budget: JobBudget | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> JobResult:
-    """Sync one (stream, partition) under its lease: resume or start a pass, commit each page."""
+    """Sync one (stream, partition) under its lease: resume or start a pass, commit each page.
+
+    ``stop`` is asked after every committed page: true ends the job there, its pass
+    unfinished (``result.unfinished``), to be continued from the checkpoint.
+    """
     listener = listener or _Silent()
     options = options or JobOptions(run_id=run_id, full_refresh=full_refresh)
     result = JobResult(job.source_name, job.stream_name, job.partition_label)
@@ -234,7 +252,7 @@ async def run_job(
             if budget is not None:
                 await budget.start()
             await _sync_passes(job, client, store, committed, lease, options, counter, result,
-                               listener, budget)  # fmt: skip
+                               listener, budget, stop)  # fmt: skip
     except LeaseHeld as exc:
         result.status, result.error = "busy", str(exc)
     except QuotaExhausted as exc:
@@ -295,6 +313,14 @@ class _Pass:
     paginator: Paginator
     shaper: RecordShaper
     watch_moves: bool
+    stop: Callable[[], bool] | None = None
+
+    def stopping(self, committed: State) -> bool:
+        """Asked to stop, with a pass still open: leave it for the next run."""
+        if committed.position is None or self.stop is None or not self.stop():
+            return False
+        self.result.unfinished = True
+        return True
 
 
 async def _sync_passes(
@@ -308,6 +334,7 @@ async def _sync_passes(
     result: JobResult,
     listener: ProgressListener,
     budget: JobBudget | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     paginator = make_paginator(job.stream.paginate)
     mode = job.stream.incremental
@@ -315,7 +342,7 @@ async def _sync_passes(
     # record we already read is updated and moves to the end: watch for that.
     watch_moves = isinstance(paginator, DriftAware) and job.stream.updated_at is not None
     work = _Pass(job, client, store, lease, options, counter, result, listener, paginator,
-                 RecordShaper(job.stream, job.source), watch_moves)  # fmt: skip
+                 RecordShaper(job.stream, job.source), watch_moves, stop)  # fmt: skip
     committed.not_before = None
     if options.full_refresh or committed.position is None:
         _open_pass(job, paginator, committed, options.full_refresh)
@@ -340,6 +367,8 @@ async def _sync_passes(
             async with contextlib.aclosing(pages):
                 async for fetched in pages:
                     committed = await _take_page(work, committed, fetched)
+                    if work.stopping(committed):
+                        return
                     if committed.position is None or fetched.next_position is None:
                         break
         except ClientError as exc:
@@ -579,6 +608,48 @@ def _lower(name: str | None) -> str | None:
     return None if name is None else name.lower()
 
 
+def open_clients(
+    config: Config,
+    sources: Iterable[str],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    connections: int = 4,
+) -> dict[str, HttpClient]:
+    """One HTTP client per named source, all masking every source's secrets."""
+    redactor = Redactor(s for source in config.sources.values() for s in secrets_of(source))
+    clients = {}
+    for name in sorted(set(sources)):
+        source = config.sources[name]
+        clients[name] = HttpClient(
+            source,
+            redactor=redactor,
+            transport=transport,
+            max_connections=connections,
+            base_dir=config.base_dir,
+        )
+        if not source.verify_tls:
+            # Shown whatever the log level: this must never be silent.
+            log.log(
+                max(logging.WARNING, log.getEffectiveLevel()),
+                "source %s: TLS certificate verification is OFF (verify: false); "
+                "anyone on the network path can read and change this sync",
+                name,
+            )
+    return clients
+
+
+async def close_clients(clients: dict[str, HttpClient]) -> None:
+    for client in clients.values():
+        await client.__aexit__(None, None, None)
+
+
+def prune_feed(store: Store, config: Config) -> None:
+    """Drop change-feed entries older than ``changes_retention``."""
+    if config.changes_retention is not None:
+        horizon = datetime.now(UTC) - timedelta(seconds=config.changes_retention)
+        store.prune_changes(_stamp(horizon))
+
+
 async def run_sync(
     config: Config,
     *,
@@ -613,27 +684,9 @@ async def run_sync(
         for job in jobs:
             store.ensure_table(job.table)
         store.start_run(run)
-        redactor = Redactor(s for source in config.sources.values() for s in secrets_of(source))
-        clients = {
-            name: HttpClient(
-                source,
-                redactor=redactor,
-                transport=transport,
-                max_connections=concurrency,
-                base_dir=config.base_dir,
-            )
-            for name, source in config.sources.items()
-            if any(job.source_name == name for job in jobs)
-        }
-        for name in clients:
-            if not config.sources[name].verify_tls:
-                # Shown whatever the log level: this must never be silent.
-                log.log(
-                    max(logging.WARNING, log.getEffectiveLevel()),
-                    "source %s: TLS certificate verification is OFF (verify: false); "
-                    "anyone on the network path can read and change this sync",
-                    name,
-                )
+        clients = open_clients(
+            config, {job.source_name for job in jobs}, transport=transport, connections=concurrency
+        )
         options = JobOptions(
             run_id=summary.run_id,
             full_refresh=full_refresh,
@@ -664,16 +717,13 @@ async def run_sync(
             run.status = "interrupted"
             raise
         finally:
-            for client in clients.values():
-                await client.__aexit__(None, None, None)
+            await close_clients(clients)
             summary.seconds = time.perf_counter() - started
             run.ended_at = _now()
             run.records, run.requests = summary.records, summary.requests
             run.errors = [r.as_dict() for r in summary.streams if r.status != "ok"]
             store.finish_run(run)
-            if config.changes_retention is not None:
-                horizon = datetime.now(UTC) - timedelta(seconds=config.changes_retention)
-                store.prune_changes(_stamp(horizon))
+            prune_feed(store, config)
     finally:
         if own_store:
             store.close()

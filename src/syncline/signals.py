@@ -30,8 +30,14 @@ class Interrupted(Exception):
         super().__init__(self.signal_name)
 
 
-def run_until_signalled(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """Run ``make()`` on a fresh event loop; raise :class:`Interrupted` on SIGINT/SIGTERM."""
+def run_until_signalled(
+    make: Callable[[], Coroutine[Any, Any, _T]], on_first: Callable[[int], None] | None = None
+) -> _T:
+    """Run ``make()`` on a fresh event loop; raise :class:`Interrupted` on SIGINT/SIGTERM.
+
+    With ``on_first``, the first signal calls it instead of cancelling: a long-running
+    loop (``syncline run``, ``syncline worker``) then winds down by itself and returns.
+    """
     loop = asyncio.new_event_loop()
     task = loop.create_task(make())
     received: list[int] = []
@@ -47,7 +53,10 @@ def run_until_signalled(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
             "(send it again to exit at once)\n"
         )
         sys.stderr.flush()
-        task.cancel()
+        if on_first is None:
+            task.cancel()
+        else:
+            on_first(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)

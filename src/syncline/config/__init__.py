@@ -4,6 +4,8 @@ from syncline.config.loader import config_from_dict, load_config
 from syncline.config.models import (
     Config,
     GraphQLConfig,
+    RunConfig,
+    ScheduleConfig,
     SourceConfig,
     StreamConfig,
     WriteConfig,
@@ -13,6 +15,8 @@ from syncline.config.render import render_config
 __all__ = [
     "Config",
     "GraphQLConfig",
+    "RunConfig",
+    "ScheduleConfig",
     "SourceConfig",
     "StreamConfig",
     "WriteConfig",

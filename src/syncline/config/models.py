@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -39,6 +40,8 @@ __all__ = [
     "GraphQLConfig",
     "LimitWindow",
     "RetryConfig",
+    "RunConfig",
+    "ScheduleConfig",
     "SourceConfig",
     "StreamConfig",
     "Tombstones",
@@ -98,6 +101,92 @@ class LimitWindow(_Frozen):
     def key(self) -> str:
         """A stable name for the ledger: changing the numbers starts a new count."""
         return self.name or f"{self.calls}/{self.per:g}s"
+
+
+class ScheduleConfig(_Frozen):
+    """When ``syncline run`` syncs a stream: a cron expression in a time zone, or an interval.
+
+    Written ``schedule: "*/15 * * * *"`` (cron, UTC), ``schedule: {cron: "0 6 * * 1-5",
+    timezone: Europe/Rome}`` or ``schedule: {every: 15m}``. Cron is read in its zone
+    because "every weekday at 6" means the office's 6, across daylight-saving changes.
+    """
+
+    cron: str | None = None
+    every: Seconds | None = Field(default=None, gt=0)
+    timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cron_shorthand(cls, value: object) -> object:
+        return {"cron": value} if isinstance(value, str) else value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            text = " ".join(value.split())
+            if not croniter.is_valid(text):
+                raise ValueError(
+                    f"{value!r} is not a cron expression (five fields: minute hour "
+                    "day-of-month month day-of-week, e.g. '*/15 * * * *')"
+                )
+            return text
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of 'cron' or 'every'")
+        if self.every is not None and self.timezone != "UTC":
+            raise ValueError("'timezone' applies to 'cron' only; an interval has no zone")
+        return self
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron {self.cron!r}" + ("" if self.timezone == "UTC" else f" {self.timezone}")
+        assert self.every is not None
+        return f"every {self.every:g}s"
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Europe/Rome)"
+        ) from None
+    return value
+
+
+class RunConfig(_Frozen):
+    """How ``syncline run`` and ``syncline worker`` share their time between jobs."""
+
+    concurrency: int = Field(default=8, gt=0)
+    """Jobs one process works on at once (most of their time is spent waiting)."""
+    slice: Seconds | None = Field(default=300.0, ge=0)
+    """A job gives its place up after this long (at a page boundary, checkpoint committed)
+    and goes to the back of the line: one huge tenant cannot starve the others (``0`` or
+    ``null``: a job runs until its pass ends)."""
+    heartbeat: Seconds = Field(default=10.0, gt=0)
+    """How often a worker says it is alive (``syncline workers``)."""
+    stalled_after: Seconds = Field(default=30.0, gt=0)
+    """A worker silent this long is dead: its jobs go back to the queue."""
+    queue: str = Field(default="syncline", min_length=1, max_length=100)
+    """The task queue's name, to keep several deployments in one database apart."""
+
+    @model_validator(mode="after")
+    def _heartbeat_below_stall(self) -> RunConfig:
+        if self.stalled_after <= self.heartbeat * 2:
+            raise ValueError(
+                f"stalled_after ({self.stalled_after:g}s) must exceed two heartbeats "
+                f"({self.heartbeat:g}s each), or live workers would be declared dead"
+            )
+        return self
 
 
 class RateLimitHeaders(_Frozen):
@@ -239,6 +328,8 @@ class StreamConfig(_Frozen):
     """Typed columns next to ``_data``, filled from the record on every write."""
     write: WriteConfig | None = None
     """How ``syncline push`` writes a changed record back (absent: the stream is read-only)."""
+    schedule: ScheduleConfig | None = None
+    """When ``syncline run`` syncs this stream (absent: the source's schedule)."""
     mode: Literal["merge", "snapshot"] = "merge"
     """``snapshot``: the destination holds exactly the last complete full pass (a full-refresh
     stream only; implies ``detect_deletes``; a file store swaps in a new file per pass)."""
@@ -358,6 +449,8 @@ class SourceConfig(_Frozen):
     limits: list[LimitWindow] = Field(default_factory=list)
     rate_limit_headers: list[RateLimitHeaders] = Field(default_factory=list)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    schedule: ScheduleConfig | None = None
+    """When ``syncline run`` syncs the source's streams (a stream may set its own)."""
     streams: dict[str, StreamConfig]
 
     @field_validator("verify_tls", mode="before")
@@ -372,14 +465,7 @@ class SourceConfig(_Frozen):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(
-                    f"unknown time zone {value!r} (use an IANA name like Europe/Rome)"
-                ) from None
-        return value
+        return value if value is None else _check_zone(value)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -450,6 +536,8 @@ class Config(_Frozen):
     """How long a crashed process keeps others off its (stream, partition)."""
     changes_retention: Seconds | None = Field(default=30 * 86400.0, gt=0)
     """How long the change feed keeps an entry (``null``: for ever)."""
+    run: RunConfig = Field(default_factory=RunConfig)
+    """``syncline run`` and ``syncline worker``: concurrency, time slices, heartbeats."""
     sources: dict[str, SourceConfig]
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: Path | None = Field(default=None, exclude=True)
