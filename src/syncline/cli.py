@@ -35,6 +35,7 @@ from syncline.cli_common import fail as _fail
 from syncline.cli_common import load as _load
 from syncline.cli_common import opened as _opened
 from syncline.cli_push import outbox_command, push_command, sql_command
+from syncline.cli_queue import enqueue_command, worker_command, workers_command
 from syncline.cli_run import run_command
 from syncline.config import Config, render_config
 from syncline.engine import ProgressListener, SyncSummary, run_sync
@@ -43,7 +44,7 @@ from syncline.http import secrets_of
 from syncline.logs import configure_logging
 from syncline.plan import Job, plan_jobs
 from syncline.progress import BarsListener, LogLinesListener
-from syncline.schedule import due_from_state, schedule_of
+from syncline.schedule import due_from_state, job_key, schedule_of
 from syncline.signals import Interrupted, run_until_signalled
 from syncline.stores import State, Store
 
@@ -243,13 +244,18 @@ def status(config_path: Path, as_json: bool) -> None:
     now = datetime.now(UTC)
     with _opened(config) as store:
         rows = [_status_row(store, job, now) for job in plan_jobs(config)]
+    queued = _queue_view(config)
+    for row, job in zip(rows, plan_jobs(config), strict=True):
+        found = queued.get(job_key(job))
+        row["queue"] = None if found is None else found.status
+        row["queue_detail"] = None if found is None else found.describe(now)
     if as_json:
         click.echo(json.dumps(rows))
         return
     scheduled = any(row["next_due"] for row in rows)
     table = Table(
         "source", "stream", "partition", "rows", "watermark / cursor", "last run", "outcome",
-        *(["next due"] if scheduled else []),
+        *(["next due"] if scheduled else []), *(["queue"] if queued else []),
     )  # fmt: skip
     for row in rows:
         mark = row["watermark"] if row["watermark"] is not None else row["cursor"]
@@ -269,8 +275,25 @@ def status(config_path: Path, as_json: bool) -> None:
             row["last_run_at"] or "",
             outcome,
             *([_due_text(row, now)] if scheduled else []),
+            *([row["queue_detail"] or ""] if queued else []),
         )
     Console().print(table)
+
+
+def _queue_view(config: Config) -> dict[str, Any]:
+    """The distributed queue's waiting and running jobs (none without PostgreSQL or
+    procrastinate, or before the queue was ever used)."""
+    if not config.store.startswith(("postgresql://", "postgres://")):
+        return {}
+    try:
+        from syncline.distributed.view import queued_jobs
+        from syncline.stores.postgres_connect import parse_url
+    except ImportError:
+        return {}
+    try:
+        return dict(queued_jobs(parse_url(config.store), config.run.queue))
+    except StoreError as exc:
+        _fail(str(exc), EXIT_FAILED)
 
 
 def _due_text(row: dict[str, Any], now: datetime) -> str:
@@ -557,6 +580,9 @@ cli.add_command(push_command)
 cli.add_command(sql_command)
 cli.add_command(outbox_command)
 cli.add_command(run_command)
+cli.add_command(worker_command)
+cli.add_command(enqueue_command)
+cli.add_command(workers_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,17 +50,27 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="A job yields its place after this long, at a page boundary (default: run.slice, 5m; "
     "0: never).",
 )
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Queue due jobs for `syncline worker` processes (PostgreSQL store) instead of "
+    "running them here.",
+)
 def run_command(
     config_path: Path,
     streams: Sequence[str],
     partitions: Sequence[str],
     concurrency: int | None,
     slice_text: float | None,
+    distributed: bool,
 ) -> None:
     """Run scheduled jobs for ever: each (stream, partition) when its schedule says, around
     its call budget; SIGTERM stops after the pages in flight."""
     config = load(config_path)
     jobs = scheduled_jobs(config, streams, partitions)
+    if distributed:
+        _run_distributed(config, jobs)
+        return
     slice_seconds = (slice_text if slice_text is not None else config.run.slice) or None
     with opened(config) as store:
         timetable = _timetable(store, jobs)
@@ -94,6 +104,54 @@ def run_command(
         except SynclineError as exc:
             fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else 1)
     click.echo("syncline run: stopped; every committed page and its checkpoint are kept", err=True)
+
+
+def _run_distributed(config: Config, jobs: list[Job]) -> None:
+    """The scheduler, queueing due jobs for the workers and waiting for them to finish."""
+    try:
+        from syncline.distributed.feeder import QueueFeeder
+        from syncline.distributed.queue import install_queue, open_app, queue_target
+
+        target = queue_target(config, "syncline run --distributed")
+    except ImportError:
+        fail(DISTRIBUTED_MISSING, EXIT_USAGE)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    with opened(config) as store:
+        for job in jobs:
+            store.ensure_table(job.table)
+        install_queue(target)
+        timetable = _timetable(store, jobs)
+        click.echo(
+            f"syncline run --distributed: {len(jobs)} scheduled job(s) queued for the workers "
+            f"of queue {config.run.queue!r} when due; SIGTERM or Ctrl-C stops queueing",
+            err=True,
+        )
+        scheduler_box: list[Scheduler] = []
+
+        async def main() -> None:
+            async with open_app(target).open_async() as app:
+                feeder = QueueFeeder(app, config.run.queue, store)
+                scheduler = Scheduler(
+                    timetable, feeder.run, concurrency=len(jobs), report=print_run
+                )
+                scheduler_box.append(scheduler)
+                await scheduler.run()
+
+        def on_signal(_signum: int) -> None:
+            if scheduler_box:
+                scheduler_box[0].stop()
+
+        try:
+            run_until_signalled(main, on_first=on_signal)
+        except SynclineError as exc:
+            fail(str(exc), 1)
+    click.echo("syncline run --distributed: stopped; queued jobs stay for the workers", err=True)
+
+
+DISTRIBUTED_MISSING = (
+    "the distributed commands need procrastinate: pip install 'syncline[distributed]'"
+)
 
 
 def scheduled_jobs(config: Config, streams: Sequence[str], partitions: Sequence[str]) -> list[Job]:
