@@ -320,3 +320,35 @@ def test_distributed_commands_need_a_postgresql_store(
         assert result.returncode == 2, (args, result.stderr)
         assert "needs a PostgreSQL store (store: postgresql://…)" in result.stderr
         assert "this config's store is sqlite" in result.stderr
+
+
+def test_distributed_commands_without_procrastinate_say_what_to_install(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    (tmp_path / "syncline.yaml").write_text(
+        json.dumps(
+            {
+                "store": postgres_url,
+                "sources": {
+                    "sb": {"base_url": "http://127.0.0.1:9", "streams": {"items": _page_stream(5)}}
+                },
+            }
+        )
+    )
+    hide = "import sys; sys.modules['procrastinate'] = None; from syncline.cli import main; "
+    for args in (["worker"], ["enqueue"], ["run", "--distributed"]):
+        code = hide + f"sys.exit(main({args!r}))"
+        if args[0] == "run":
+            config = json.loads((tmp_path / "syncline.yaml").read_text())
+            config["sources"]["sb"]["schedule"] = {"every": "1m"}
+            (tmp_path / "syncline.yaml").write_text(json.dumps(config))
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        assert "pip install 'syncline[distributed]'" in result.stderr
