@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
-from syncline.cli_common import EXIT_USAGE, config_option, fail, load, opened
+from syncline.cli_common import EXIT_FAILED, EXIT_USAGE, config_option, fail, load, opened
 from syncline.config import Config
 from syncline.durations import parse_duration
 from syncline.engine import JobResult
@@ -79,9 +80,8 @@ def run_command(
             "at once; SIGTERM or Ctrl-C stops after the pages in flight",
             err=True,
         )
-        scheduler_box: list[Scheduler] = []
 
-        async def main() -> None:
+        async def main(started: list[Scheduler]) -> None:
             async with JobRunner(
                 config, store, connections=concurrency or config.run.concurrency
             ) as runner:
@@ -92,17 +92,10 @@ def run_command(
                     slice_seconds=slice_seconds,
                     report=print_run,
                 )
-                scheduler_box.append(scheduler)
+                started.append(scheduler)
                 await scheduler.run()
 
-        def on_signal(_signum: int) -> None:
-            if scheduler_box:
-                scheduler_box[0].stop()
-
-        try:
-            run_until_signalled(main, on_first=on_signal)
-        except SynclineError as exc:
-            fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else 1)
+        _until_signalled(main)
     click.echo("syncline run: stopped; every committed page and its checkpoint are kept", err=True)
 
 
@@ -127,26 +120,32 @@ def _run_distributed(config: Config, jobs: list[Job]) -> None:
             f"of queue {config.run.queue!r} when due; SIGTERM or Ctrl-C stops queueing",
             err=True,
         )
-        scheduler_box: list[Scheduler] = []
 
-        async def main() -> None:
+        async def main(started: list[Scheduler]) -> None:
             async with open_app(target).open_async() as app:
                 feeder = QueueFeeder(app, config.run.queue, store)
                 scheduler = Scheduler(
                     timetable, feeder.run, concurrency=len(jobs), report=print_run
                 )
-                scheduler_box.append(scheduler)
+                started.append(scheduler)
                 await scheduler.run()
 
-        def on_signal(_signum: int) -> None:
-            if scheduler_box:
-                scheduler_box[0].stop()
-
-        try:
-            run_until_signalled(main, on_first=on_signal)
-        except SynclineError as exc:
-            fail(str(exc), 1)
+        _until_signalled(main)
     click.echo("syncline run --distributed: stopped; queued jobs stay for the workers", err=True)
+
+
+def _until_signalled(main: Callable[[list[Scheduler]], Coroutine[Any, Any, None]]) -> None:
+    """Run the scheduler ``main`` starts until SIGTERM/SIGINT asks it to wind down."""
+    started: list[Scheduler] = []
+
+    def on_signal(_signum: int) -> None:
+        for scheduler in started:
+            scheduler.stop()
+
+    try:
+        run_until_signalled(lambda: main(started), on_first=on_signal)
+    except SynclineError as exc:
+        fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED)
 
 
 DISTRIBUTED_MISSING = (

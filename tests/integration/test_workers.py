@@ -51,20 +51,7 @@ def write_config(tmp_path: Path, base_url: str, store: str, tenants: list[str], 
                 "base_url": base_url,
                 "partitions": {"tenant": tenants},
                 "limits": [WINDOW],
-                "streams": {
-                    "items": {
-                        "path": "/page/items",
-                        "params": {"tenant": "{tenant}"},
-                        "records": "data",
-                        "primary_key": "id",
-                        "paginate": {
-                            "type": "page_number",
-                            "size_param": "per_page",
-                            "size": 100,
-                            "last_page": "last_page",
-                        },
-                    }
-                },
+                "streams": {"items": _page_stream(100)},
             }
         },
     }
