@@ -9,8 +9,10 @@ long as the process, and each job execution is recorded as a run of its own
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -76,11 +78,12 @@ class JobRunner:
 
     async def run(self, job: Job, stop: Callable[[], bool] | None = None) -> JobResult:
         """Sync ``job`` once (resuming its checkpoint), recorded as a run of its own."""
+        # The store's calls go to a thread: the loop keeps other jobs and heartbeats going.
         if job.table.name not in self._prepared:
-            self.store.ensure_table(job.table)
+            await asyncio.to_thread(self.store.ensure_table, job.table)
             self._prepared.add(job.table.name)
         run = RunRecord(id=uuid.uuid4().hex, started_at=_now())
-        self.store.start_run(run)
+        await asyncio.to_thread(self.store.start_run, run)
         result = JobResult(job.source_name, job.stream_name, job.partition_label, status="failed")
         try:
             result = await run_job(
@@ -102,14 +105,12 @@ class JobRunner:
             run.ended_at = _now()
             run.records, run.requests = result.records, result.requests
             run.errors = [result.as_dict()] if result.status != "ok" else []
-            self.store.finish_run(run)
+            await asyncio.to_thread(self.store.finish_run, run)
             self._runs += 1
             if self._runs % PRUNE_EVERY == 1:
-                prune_feed(self.store, self.config)
+                await asyncio.to_thread(prune_feed, self.store, self.config)
         return result
 
 
 def _now() -> str:
-    from datetime import UTC, datetime
-
     return canonical(datetime.now(UTC))
