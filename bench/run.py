@@ -4,7 +4,8 @@ For each paginator (page_number, cursor): 100,000 records (~400 B each) at page
 size 1000, syncline and the baseline each in a fresh process (peak RSS is read
 from the kernel with wait4), best of REPEATS. Then syncline alone at 1,000,000
 records for memory. Then records/s into every store (bench/stores.py), then the
-call-budget scenario (bench/quota.py). Prints
+call-budget scenario (bench/quota.py), then 1, 2 and 4 workers on 40 rate-limited
+partitions (bench/scaleout.py; ``BENCH_SCALEOUT=0`` skips it). Prints
 tables and writes bench/results/latest.json.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import quota  # bench/quota.py: the script's directory is on sys.path
+import scaleout  # bench/scaleout.py
 import stores  # bench/stores.py
 from syncline.sandbox import SandboxProcess
 
@@ -26,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 SIZE = 1000
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 SMALL, LARGE = 100_000, int(os.environ.get("BENCH_LARGE", "1000000"))
+SCALEOUT = os.environ.get("BENCH_SCALEOUT", "1") != "0"
 
 
 def measure(script: str, base_url: str, style: str) -> dict[str, Any]:
@@ -93,6 +96,9 @@ def main() -> None:
     stores.print_report(report["stores"])
     report["quota"] = quota.main()
     quota.print_report(report["quota"])
+    if SCALEOUT:
+        report["scaleout"] = scaleout.main()
+        scaleout.print_report(report["scaleout"])
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2))
