@@ -242,10 +242,11 @@ def status(config_path: Path, as_json: bool) -> None:
     """Show each (source, stream, partition): rows, watermark/cursor, last run and outcome."""
     config = _load(config_path)
     now = datetime.now(UTC)
+    jobs = plan_jobs(config)
     with _opened(config) as store:
-        rows = [_status_row(store, job, now) for job in plan_jobs(config)]
+        rows = [_status_row(store, job, now) for job in jobs]
     queued = _queue_view(config)
-    for row, job in zip(rows, plan_jobs(config), strict=True):
+    for row, job in zip(rows, jobs, strict=True):
         found = queued.get(job_key(job))
         row["queue"] = None if found is None else found.status
         row["queue_detail"] = None if found is None else found.describe(now)
