@@ -6,6 +6,8 @@ short transaction; a store whose queue was never installed simply has none.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,17 +66,20 @@ class WorkerRow:
         }
 
 
-def _installed(cur: Any) -> bool:
-    cur.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
-    row = cur.fetchone()
-    return bool(row and row[0])
+@contextlib.contextmanager
+def _queue_cursor(target: Target) -> Iterator[Any | None]:
+    """A cursor in the store's schema, or ``None`` when the queue was never installed."""
+    with connect(target) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(target.schema)))
+        cur.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
+        row = cur.fetchone()
+        yield cur if row and row[0] else None
 
 
 def queued_jobs(target: Target, queue: str) -> dict[str, QueuedJob]:
     """Jobs waiting or running, by lock (``source.stream:{partition}``)."""
-    with connect(target) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(target.schema)))
-        if not _installed(cur):
+    with _queue_cursor(target) as cur:
+        if cur is None:
             return {}
         cur.execute(
             "SELECT j.lock, j.args, j.status, j.scheduled_at, w.name, j.attempts, "
@@ -96,9 +101,8 @@ def queued_jobs(target: Target, queue: str) -> dict[str, QueuedJob]:
 
 def workers(target: Target, queue: str) -> list[WorkerRow]:
     """Every registered worker of ``queue``, with the jobs it is running now."""
-    with connect(target) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(target.schema)))
-        if not _installed(cur):
+    with _queue_cursor(target) as cur:
+        if cur is None:
             return []
         cur.execute(
             "SELECT w.name, w.host, w.pid, w.concurrency, w.started_at, w.heartbeat_at, "

@@ -45,9 +45,8 @@ from syncline.engine import JobResult
 from syncline.plan import Job, plan_jobs
 from syncline.runner import JobRunner
 from syncline.schedule import job_key
-from syncline.schedule.timing import BUSY_RETRY
+from syncline.schedule.timing import comes_back
 from syncline.stores import open_store
-from syncline.timestamps import parse_iso
 
 __all__ = ["STOP_GRACE", "Worker", "WorkerReport"]
 
@@ -177,19 +176,13 @@ class Worker:
     async def _follow_up(self, app: App, job: Job, result: JobResult) -> str:
         """Queue what is left of the job: the rest of its pass, or itself after a wait."""
         now = datetime.now(UTC)
-        at: datetime | None
-        if result.status in ("paused", "deferred") and result.not_before is not None:
-            at = parse_iso(result.not_before) or now
-            why = "its call budget resets" if result.status == "paused" else "server asked to wait"
-        elif result.status == "busy":
-            at, why = now + BUSY_RETRY, "another process is syncing it"
-        elif result.status == "ok" and result.unfinished:
-            at, why = None, "continues its pass"
-        else:
+        back = comes_back(result, now)
+        if back is None:
             return ""
+        at = None if back.at <= now else back.at
         await enqueue(app, self.queue, job, at=at)
         when = "now" if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"queued again {when} ({why})"
+        return f"queued again {when} ({back.reason})"
 
     async def _keep(self, app: App) -> None:
         """Every heartbeat: say we are alive, and queue again the jobs of dead workers."""

@@ -27,7 +27,15 @@ from syncline.plan import Job
 from syncline.stores import State
 from syncline.timestamps import parse_iso
 
-__all__ = ["BUSY_RETRY", "Due", "due_after_run", "due_from_state", "next_tick", "schedule_of"]
+__all__ = [
+    "BUSY_RETRY",
+    "Due",
+    "comes_back",
+    "due_after_run",
+    "due_from_state",
+    "next_tick",
+    "schedule_of",
+]
 
 BUSY_RETRY = timedelta(seconds=30)
 """How soon to try again a job another process holds (its lease tells when it ends)."""
@@ -76,16 +84,26 @@ def due_from_state(schedule: ScheduleConfig, state: State | None, now: datetime)
 
 def due_after_run(schedule: ScheduleConfig, result: JobResult, ended: datetime) -> Due:
     """When a job is due after a run of it that ended at ``ended``."""
+    back = comes_back(result, ended)
+    if back is not None:
+        return back
+    if result.status == "failed":
+        return Due(next_tick(schedule, ended), "failed; tries again at its next run")
+    return Due(next_tick(schedule, ended), schedule.describe())
+
+
+def comes_back(result: JobResult, ended: datetime) -> Due | None:
+    """When a run that left work behind must be taken up again, whatever the schedule:
+    the rest of its pass at once, after a spent budget's reset, after the server's wait,
+    or once another process lets go of it (``None``: nothing left behind)."""
     not_before = _moment(result.not_before)
     if result.status in ("paused", "deferred") and not_before is not None:
         return Due(max(not_before, ended), _WAIT_REASONS[result.status])
     if result.status == "busy":
         return Due(ended + BUSY_RETRY, "another process is syncing it")
     if result.status == "ok" and result.unfinished:
-        return Due(ended, "continues its unfinished pass")
-    if result.status == "failed":
-        return Due(next_tick(schedule, ended), "failed; tries again at its next run")
-    return Due(next_tick(schedule, ended), schedule.describe())
+        return Due(ended, "continues its pass")
+    return None
 
 
 _WAIT_REASONS = {
