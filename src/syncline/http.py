@@ -258,7 +258,9 @@ class HttpClient:
         """
         backoff = Backoff(self.source.retry)
 
-        def wait_or_stop(exc: Exception) -> bool | float:
+        def wait_or_stop(exc: BaseException) -> bool | float:
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, cancellation: never retried
+                return False
             if retry_if is not None and not retry_if(exc):
                 return False
             wait = backoff.next_wait(exc)

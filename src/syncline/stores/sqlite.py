@@ -126,7 +126,7 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def _is_locked(exc: Exception) -> bool:
+def _is_locked(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
