@@ -23,7 +23,7 @@ from syncline.backoff import Backoff
 from syncline.budget.headers import HeaderSpelling
 from syncline.budget.permits import (
     JobBudget,
-    PriorityBoard,
+    PermitLine,
     RunCap,
     Slot,
     declared_windows,
@@ -577,7 +577,7 @@ async def _record_outcome(
 def job_budget(
     job: Job,
     store: Store,
-    board: PriorityBoard,
+    line: PermitLine,
     *,
     slot: Slot | None = None,
     cap: RunCap | None = None,
@@ -589,7 +589,7 @@ def job_budget(
         priority=job.stream.priority,
         weight=job.stream.weight,
         max_wait=job.source.retry.max_wait,
-        board=board,
+        line=line,
         slot=slot,
         cap=cap,
         spellings=spellings_of(job.source),
@@ -695,7 +695,7 @@ async def run_sync(
             ignore_not_before=ignore_not_before,
         )
         limit = asyncio.Semaphore(max(1, concurrency))
-        board = PriorityBoard()
+        line = PermitLine()
         cap = None if max_calls is None else RunCap(max_calls)
 
         async def one(job: Job) -> JobResult:
@@ -707,7 +707,7 @@ async def run_sync(
                     run_id=summary.run_id,
                     listener=listener,
                     options=options,
-                    budget=job_budget(job, store, board, slot=slot, cap=cap),
+                    budget=job_budget(job, store, line, slot=slot, cap=cap),
                 )
 
         try:

@@ -2,7 +2,7 @@
 
 ``run_sync`` is one run over a fixed set of jobs. A scheduler or a queue worker
 instead receives jobs one by one for hours, so the expensive parts (the HTTP
-clients with their connection pools, the store, the priority board) live as
+clients with their connection pools, the store, the permit line) live as
 long as the process, and each job execution is recorded as a run of its own
 (``syncline status`` lists it like any sync).
 """
@@ -18,7 +18,7 @@ from typing import Self
 
 import httpx
 
-from syncline.budget.permits import PriorityBoard
+from syncline.budget.permits import PermitLine
 from syncline.config import Config
 from syncline.engine import (
     JobOptions,
@@ -58,7 +58,7 @@ class JobRunner:
         self._connections = connections
         self._transport = transport
         self._clients: dict[str, HttpClient] = {}
-        self._board = PriorityBoard()
+        self._line = PermitLine()
         self._runs = 0
         self._prepared: set[str] = set()
 
@@ -94,7 +94,7 @@ class JobRunner:
                 options=JobOptions(
                     run_id=run.id, lease_ttl=self.config.lease_ttl, lock_wait=self.lock_wait
                 ),
-                budget=job_budget(job, self.store, self._board),
+                budget=job_budget(job, self.store, self._line),
                 stop=stop,
             )
             run.status = result.status

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -25,7 +25,8 @@ from syncline.stores import Store, WindowSpec
 __all__ = [
     "PRIORITIES",
     "JobBudget",
-    "PriorityBoard",
+    "PermitLine",
+    "Place",
     "RunCap",
     "Slot",
     "declared_windows",
@@ -33,25 +34,56 @@ __all__ = [
 ]
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
-YIELD_TO_HIGHER = 0.02
-"""Seconds a job waits while a more urgent job of its scope is waiting for a permit."""
+GIVE_WAY = 0.02
+"""Seconds a job waits before looking again while a job ahead of it is due for a permit."""
+DUE_WITHIN = 0.05
+"""A waiting job whose permit frees this soon counts as due: its clock may run a little late."""
+
+
+@dataclass(frozen=True, order=True)
+class Place:
+    """A job's place in the line: more urgent first, then first come, first served."""
+
+    rank: int
+    ticket: float
+    """When the job first had to wait (``inf`` for a job that has not waited yet)."""
 
 
 @dataclass
-class PriorityBoard:
-    """Who is waiting for a permit, per scope, in this process (higher priorities go first)."""
+class PermitLine:
+    """Who in this process waits for a permit, per scope, and when each is due for one.
 
-    waiting: dict[str, Counter[int]] = field(default_factory=dict)
+    Why: a permit freed by a sliding window goes to whoever asks first. Without
+    a line that is the job that is already running (it asks the moment its
+    page commits), not the one that has been sleeping until the window
+    freed, so a tenant with 200 pages could take every freed permit of a
+    shared window while a tenant with 2 waited behind it. With the line, a job
+    asks the ledger only when no job ahead of it (higher priority, or the same
+    and waiting longer) in any of its scopes is due: higher priorities go
+    first, and equal ones take turns. A job waiting for a later reset holds
+    no one up.
+    """
 
-    def more_urgent_waiting(self, scope: str, rank: int) -> bool:
-        counts = self.waiting.get(scope)
-        return counts is not None and any(n for r, n in counts.items() if r < rank)
+    waiting: dict[str, dict[int, tuple[Place, float]]] = field(default_factory=dict)
+    """Per scope: job id → (its place, when its permit is expected to free)."""
 
-    def enter(self, scope: str, rank: int) -> None:
-        self.waiting.setdefault(scope, Counter())[rank] += 1
+    def someone_ahead_is_due(self, scopes: Sequence[str], place: Place, now: float) -> bool:
+        return any(
+            other < place and due_at <= now + DUE_WITHIN
+            for scope in scopes
+            for other, due_at in self.waiting.get(scope, {}).values()
+        )
 
-    def leave(self, scope: str, rank: int) -> None:
-        self.waiting[scope][rank] -= 1
+    def wait(self, scopes: Sequence[str], job: int, place: Place, due_at: float) -> None:
+        for scope in scopes:
+            self.waiting.setdefault(scope, {})[job] = (place, due_at)
+
+    def leave(self, scopes: Sequence[str], job: int) -> None:
+        for scope in scopes:
+            line = self.waiting.get(scope, {})
+            line.pop(job, None)
+            if not line:
+                self.waiting.pop(scope, None)
 
 
 class Slot:
@@ -147,7 +179,7 @@ class JobBudget:
     priority: str
     weight: int
     max_wait: float
-    board: PriorityBoard
+    line: PermitLine
     slot: Slot | None = None
     cap: RunCap | None = None
     spellings: Sequence[HeaderSpelling] = ()
@@ -180,38 +212,43 @@ class JobBudget:
             )
         if not (self.declared or self.learned):
             return
-        rank = PRIORITIES[self.priority]
         spend_reserve = self.priority == "high"
-        while True:
-            if self.board.more_urgent_waiting(self.scope, rank):
-                await self._sleep(YIELD_TO_HIGHER, rank)
-                continue
-            now = time.time()
-            wait = await asyncio.to_thread(
-                self.store.take_permit, self.scopes, self.weight, spend_reserve, now=now
-            )
-            if wait <= 0:
-                self.permits += 1
-                self._taken_at = now if self.declared else None
-                return
-            if wait > self.max_wait:
-                raise QuotaExhausted(
-                    f"the call budget of {self.scope} is spent for the next {wait:.0f}s",
-                    scope=self.scope,
-                    resume_at=time.time() + wait,
-                )
-            await self._sleep(wait, rank)
-
-    async def _sleep(self, seconds: float, rank: int) -> None:
-        self.board.enter(self.scope, rank)
+        scopes = [scope for scope, _ in self.scopes]
+        place = Place(PRIORITIES[self.priority], math.inf)
+        job = id(self)
         try:
-            if self.slot is None:
-                await asyncio.sleep(seconds)
-            else:
-                async with self.slot.lent():
-                    await asyncio.sleep(seconds)
+            while True:
+                now = time.time()
+                if self.line.someone_ahead_is_due(scopes, place, now):
+                    wait, due_at = GIVE_WAY, now  # ready the moment they are served
+                else:
+                    wait = await asyncio.to_thread(
+                        self.store.take_permit, self.scopes, self.weight, spend_reserve, now=now
+                    )
+                    if wait <= 0:
+                        self.permits += 1
+                        self._taken_at = now if self.declared else None
+                        return
+                    if wait > self.max_wait:
+                        raise QuotaExhausted(
+                            f"the call budget of {self.scope} is spent for the next {wait:.0f}s",
+                            scope=self.scope,
+                            resume_at=time.time() + wait,
+                        )
+                    due_at = now + wait
+                if place.ticket == math.inf:  # in line from the first time it had to wait
+                    place = Place(place.rank, now)
+                self.line.wait(scopes, job, place, due_at)
+                await self._sleep(wait)
         finally:
-            self.board.leave(self.scope, rank)
+            self.line.leave(scopes, job)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self.slot is None:
+            await asyncio.sleep(seconds)
+        else:
+            async with self.slot.lent():
+                await asyncio.sleep(seconds)
         self.waited += seconds
 
     async def observe(self, headers: Mapping[str, str]) -> None:

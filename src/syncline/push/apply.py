@@ -30,7 +30,7 @@ import orjson
 
 from syncline.budget.permits import (
     JobBudget,
-    PriorityBoard,
+    PermitLine,
     RunCap,
     Slot,
     declared_windows,
@@ -176,7 +176,7 @@ class _Run:
     plan: PushPlan
     client: HttpClient
     run_id: str
-    board: PriorityBoard
+    line: PermitLine
     cap: RunCap | None
     item_limit: int | None
     max_errors: int
@@ -233,7 +233,7 @@ class _Partition:
             priority=run.plan.priority,
             weight=weight,
             max_wait=run.max_wait,
-            board=run.board,
+            line=run.line,
             slot=slot,
             cap=run.cap,
             spellings=spellings_of(job.source),
@@ -503,7 +503,7 @@ async def apply_plan(
             plan=plan,
             client=client,
             run_id=summary.run_id,
-            board=PriorityBoard(),
+            line=PermitLine(),
             cap=None if max_calls is None else RunCap(max_calls),
             item_limit=limit,
             max_errors=max_errors or write.max_errors,
