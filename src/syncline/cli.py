@@ -29,6 +29,7 @@ from syncline.cli_common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    add_text_row,
     config_option,
 )
 from syncline.cli_common import fail as _fail
@@ -191,7 +192,8 @@ def _print_plan(
     for job in planned:
         calls = "?" if job.calls is None else str(job.calls)
         verdict = job.verdict if job.until is None else f"{job.verdict} until {job.until[:19]}Z"
-        table.add_row(
+        add_text_row(
+            table,
             f"{job.source}.{job.stream}",
             job.partition,
             job.priority,
@@ -267,7 +269,8 @@ def status(config_path: Path, as_json: bool) -> None:
             outcome += f" until {row['not_before']}"
         if row["error"]:
             outcome += f": {row['error']}"
-        table.add_row(
+        add_text_row(
+            table,
             row["source"],
             row["stream"],
             row["partition"],
@@ -418,7 +421,8 @@ def quota(config_path: Path, as_json: bool) -> None:
         resets = row["reset_at"] or ""
         if row["reset_at_local"]:
             resets += f" ({row['reset_at_local']})"
-        table.add_row(
+        add_text_row(
+            table,
             row["scope"],
             row["window"],
             _text(row["limit"]),
@@ -474,7 +478,8 @@ def _print_changes(entries: Iterator[dict[str, Any]], output_format: str) -> Non
     table = Table("id", "run", "stream", "partition", "key", "kind", "changed at")
     for entry in entries:
         partition = ",".join(f"{k}={v}" for k, v in entry["partition"].items())
-        table.add_row(
+        add_text_row(
+            table,
             str(entry["id"]),
             (entry["run_id"] or "")[:8],
             f"{entry['source']}.{entry['stream']}",

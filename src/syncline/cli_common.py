@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from rich.table import Table
+from rich.text import Text
 
 from syncline.config import Config, load_config
 from syncline.errors import ConfigError, StoreError
@@ -28,6 +30,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TERMINATED",
     "EXIT_USAGE",
+    "add_text_row",
     "config_option",
     "fail",
     "load",
@@ -83,3 +86,13 @@ def opened(config: Config) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def add_text_row(table: Table, *cells: str) -> None:
+    """Add a row whose cells are shown exactly as they are.
+
+    Why: rich reads ``[...]`` in a plain string as markup and drops it, and
+    our cells hold data with brackets: scopes (``sb[tenant=a]``), job labels
+    (``sb.items [tenant=a]``), error messages and SQL statements.
+    """
+    table.add_row(*(Text(cell) for cell in cells))

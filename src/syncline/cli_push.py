@@ -21,6 +21,7 @@ from syncline.cli_common import (
     EXIT_BY_OUTCOME,
     EXIT_FAILED,
     EXIT_USAGE,
+    add_text_row,
     config_option,
 )
 from syncline.cli_common import fail as _fail
@@ -190,7 +191,8 @@ def _print_outcome(outcome: PushOutcome, request: PushRequest) -> None:
     for summary in outcome.summaries:
         table = Table("partition", *OUTBOX_STATUSES[2:], "open", "calls", "outcome")
         for part in summary.partitions:
-            table.add_row(
+            add_text_row(
+                table,
                 part.partition,
                 *(str(part.settled.get(s, 0)) for s in OUTBOX_STATUSES[2:]),
                 str(part.open),
@@ -223,8 +225,12 @@ def _print_dry(console: Console, outcome: PushOutcome) -> None:
     table = Table("partition", "items", f"write calls{reads}", "write budget")
     for partition, count in sorted(per_partition.items()):
         label = _label(partition)
-        table.add_row(
-            label, str(count), str(count * write.weight), "; ".join(budgets[label]) or "no limits"
+        add_text_row(
+            table,
+            label,
+            str(count),
+            str(count * write.weight),
+            "; ".join(budgets[label]) or "no limits",
         )
     console.print(table)
     if draft is not None and draft.items:
@@ -270,7 +276,8 @@ def outbox_command(
     console = Console()
     table = Table("plan", "created", "stream", "priority", *OUTBOX_STATUSES, "statement")
     for plan in report:
-        table.add_row(
+        add_text_row(
+                table,
             plan["plan"][:8], plan["created_at"][:19], plan["stream"], plan["priority"],
             *(str(plan["counts"].get(s, 0)) for s in OUTBOX_STATUSES), plan["statement"],
         )  # fmt: skip

@@ -13,7 +13,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from syncline.cli_common import EXIT_FAILED, EXIT_USAGE, config_option, fail, load
+from syncline.cli_common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    add_text_row,
+    config_option,
+    fail,
+    load,
+)
 from syncline.cli_run import DISTRIBUTED_MISSING
 from syncline.config import Config
 from syncline.engine import JobResult
@@ -151,7 +158,8 @@ def workers_command(config_path: Path, as_json: bool) -> None:
         beat = f"{row.silent_for:.0f}s ago"
         if row.silent_for >= silent_after:
             beat += " (silent: presumed dead; its jobs are queued again)"
-        table.add_row(
+        add_text_row(
+            table,
             row.name,
             f"{(now - row.started_at).total_seconds() / 60:.0f} min ago",
             beat,

@@ -272,3 +272,29 @@ def test_a_spent_budget_pauses_with_exit_0_and_quota_shows_it(
     assert row["scope"] == "sb"
     assert row["window"] == "daily"
     assert (row["limit"], row["used"], row["remaining"], row["reserve"]) == (2, 2, 0, 1)
+
+
+def test_tables_show_bracketed_values_as_they_are(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    """Scopes and labels hold brackets (``sb[tenant=a]``); a table must not read them as
+    markup and drop them."""
+    stream = STYLES_BY_NAME["page_number_short_page"].stream(100)
+    config = {
+        "store": "sqlite:///store.db",
+        "sources": {
+            "sb": {
+                "base_url": sandbox.base_url,
+                "partitions": {"tenant": ["a"]},
+                "limits": [{"calls": 2, "per": "day", "name": "daily"}],
+                "streams": {"items": {**stream, "params": {"tenant": "{tenant}"}}},
+            }
+        },
+    }
+    (tmp_path / "syncline.yaml").write_text(json.dumps(config))
+    assert syncline("sync", cwd=tmp_path).returncode == 0
+    wide = {"COLUMNS": "200"}
+    quota = syncline("quota", cwd=tmp_path, env=wide)
+    assert quota.returncode == 0, quota.stderr
+    assert "sb[tenant=a]" in quota.stdout
+    planned = syncline("sync", "--plan", cwd=tmp_path, env=wide)
+    assert planned.returncode == 0, planned.stderr
+    assert "sb[tenant=a]" in planned.stdout  # the spent window, named in the plan's reason
