@@ -10,10 +10,12 @@ the server's word, not ours.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,9 +24,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from syncline.distributed.queue import install_queue
 from syncline.sandbox import SandboxProcess
+from syncline.stores import open_store
 from syncline.stores.postgres_connect import parse_url
-from tests.conftest import RECORDS
+from tests.conftest import RECORDS, PostgresSchemas
 from tests.integration.test_cli import syncline
 
 TENANTS = [f"t{i:02d}" for i in range(30)]
@@ -132,6 +136,14 @@ def test_three_workers_thirty_partitions_one_killed(
     try:
         # Kill w0 while it is in the middle of jobs (the registry says which it runs).
         wait_until(lambda: workers(tmp_path).get("w0", {}).get("running", 0) >= 2, "w0 busy")
+        # Status names the worker a job runs on; the workers table lists its jobs.
+        wait_until(
+            lambda: any(r["queue_detail"] == "running on w0" for r in status_rows(tmp_path)),
+            "status to name w0",
+            30,
+        )
+        table = syncline("workers", cwd=tmp_path, env={"COLUMNS": "250"})
+        assert "sb.items [tenant=t" in table.stdout, table.stdout
         wait_until(lambda: limited.stats()["total"] >= 100, "some progress")
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
@@ -167,6 +179,33 @@ def test_three_workers_thirty_partitions_one_killed(
     # The job w0 was running was resumed from its checkpoint, not restarted: calls stay
     # close to the minimum (24 pages a tenant; a page lost in flight costs one more).
     assert sum(t["allowed"] for t in counters.values()) <= 30 * 24 + 8
+
+
+def test_status_names_the_worker_of_a_job_before_its_first_heartbeat(
+    limited: SandboxProcess, tmp_path: Path, postgres_url: str
+) -> None:
+    write_config(
+        tmp_path, limited.base_url, postgres_url, ["a"], heartbeat=10, stalled_after=30, slice=0
+    )
+    limited.set_faults(latency_ms=200)  # 24 pages: the job runs for seconds
+    assert syncline("enqueue", cwd=tmp_path).returncode == 0
+    worker = start_worker(tmp_path, "solo")
+    try:
+        wait_until(lambda: limited.stats()["total"] >= 1, "the job under way", 30)
+        started = time.monotonic()
+        wait_until(
+            lambda: status_rows(tmp_path)[0]["queue_detail"] == "running on solo",
+            "status to name the worker",
+            30,
+        )
+        assert time.monotonic() - started < 8  # not a 10 s heartbeat later
+        row = workers(tmp_path)["solo"]
+        assert row["running"] == 1
+        assert row["jobs"] == ["sb.items [tenant=a]"]
+        stop([worker])
+    finally:
+        worker.kill()
+        worker.communicate()
 
 
 def test_a_stopped_worker_hands_its_job_over_at_a_page_boundary(
@@ -271,7 +310,11 @@ def test_the_scheduler_queues_due_jobs_for_the_workers(
     )
     worker = start_worker(tmp_path, "w")
     try:
-        wait_until(lambda: all_done(tmp_path), "the first round")
+        # Every tenant synced once (a moment with nothing queued may never come: each
+        # job is queued again a second after it ends).
+        wait_until(
+            lambda: all(r["rows"] == RECORDS for r in status_rows(tmp_path)), "the first round"
+        )
         limited.mutate(insert=2)
         wait_until(
             lambda: (
@@ -292,6 +335,29 @@ def test_the_scheduler_queues_due_jobs_for_the_workers(
     assert "(every 1s)" in rounds[0]
     assert limited.stats()["overlaps"]["a"]["overlaps"] == 0
     assert sum(t["rejected"] for t in limited.limits()["tenants"].values()) == 0
+
+
+def test_a_worker_and_the_store_starting_together_on_a_new_schema_do_not_race(
+    postgres_schemas: PostgresSchemas,
+) -> None:
+    """``syncline run --distributed`` opens the store while a worker installs the queue:
+    both create the schema, and must not fail on each other's ``CREATE SCHEMA``."""
+    for _ in range(12):
+        url = postgres_schemas.url()
+        start = threading.Barrier(2, timeout=30)
+
+        def open_the_store(url: str = url, start: threading.Barrier = start) -> None:
+            start.wait()
+            open_store(url).close()
+
+        def install_the_queue(url: str = url, start: threading.Barrier = start) -> None:
+            start.wait()
+            install_queue(parse_url(url))
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            done = [pool.submit(open_the_store), pool.submit(install_the_queue)]
+            for future in done:
+                future.result(timeout=60)  # raises what the thread raised
 
 
 def test_distributed_commands_need_a_postgresql_store(

@@ -33,6 +33,8 @@ from syncline.errors import ConfigError
 from syncline.plan import Job
 from syncline.schedule import job_key
 from syncline.stores.postgres_connect import Target, connect, parse_url
+from syncline.stores.postgres_names import pg_name
+from syncline.stores.postgres_schema import xact_lock
 
 __all__ = [
     "PRIORITY",
@@ -80,12 +82,13 @@ def queue_target(config: Config, command: str) -> Target:
 def install_queue(target: Target) -> None:
     """Create procrastinate's tables and the worker registry in the store's schema, once.
 
-    Under an advisory lock, so workers starting together do not race to create them.
+    Under the store's own schema lock (:func:`~syncline.stores.postgres_schema.xact_lock`),
+    so workers, the scheduler and the store starting together never race: ``CREATE
+    SCHEMA IF NOT EXISTS`` run by two transactions at once fails with a duplicate key.
     """
     with connect(target) as conn, conn.cursor() as cur:
         schema = sql.Identifier(target.schema)
-        lock = f"syncline-queue:{target.schema}"
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+        xact_lock(cur, "syncline-schema", pg_name(target.schema))
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(schema))
         cur.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")

@@ -159,6 +159,7 @@ class Worker:
 
         started = datetime.now(UTC)
         self._running += 1
+        await self._beat(app)
         try:
             result = await runner.run(job, stop)
         except asyncio.CancelledError:
@@ -168,6 +169,7 @@ class Worker:
         finally:
             self._running -= 1
             self._done += 1
+        await self._beat(app)
         follow_up = await self._follow_up(app, job, result)
         if self._report is not None:
             self._report(job, result, started, datetime.now(UTC), follow_up)
@@ -185,7 +187,18 @@ class Worker:
         return f"queued again {when} ({back.reason})"
 
     async def _keep(self, app: App) -> None:
-        """Every heartbeat: say we are alive, and queue again the jobs of dead workers."""
+        """Every heartbeat: say we are alive, and queue again the jobs of dead workers.
+
+        The first beat goes as soon as the queue has named this worker, not a
+        heartbeat later: until then ``syncline status`` cannot tell on which
+        worker a job runs.
+        """
+        deadline = time.monotonic() + self.config.run.heartbeat
+        while self._queue_worker is not None and self._queue_worker.worker_id is None:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        await self._beat(app)
         while True:
             await asyncio.sleep(self.config.run.heartbeat)
             try:
@@ -193,6 +206,13 @@ class Worker:
                 await self._recover_stalled(app)
             except Exception:  # a busy database now and then must not stop the worker
                 log.warning("worker upkeep failed; trying again", exc_info=True)
+
+    async def _beat(self, app: App) -> None:
+        """Tell the registry now what this worker runs (a job started or ended)."""
+        try:
+            await self._registry_write(app, "beat")
+        except Exception:  # the next heartbeat says it again; the job must not fail for it
+            log.warning("worker registry update failed; the next heartbeat retries", exc_info=True)
 
     async def _recover_stalled(self, app: App) -> None:
         manager = app.job_manager
