@@ -136,14 +136,6 @@ def test_three_workers_thirty_partitions_one_killed(
     try:
         # Kill w0 while it is in the middle of jobs (the registry says which it runs).
         wait_until(lambda: workers(tmp_path).get("w0", {}).get("running", 0) >= 2, "w0 busy")
-        # Status names the worker a job runs on; the workers table lists its jobs.
-        wait_until(
-            lambda: any(r["queue_detail"] == "running on w0" for r in status_rows(tmp_path)),
-            "status to name w0",
-            30,
-        )
-        table = syncline("workers", cwd=tmp_path, env={"COLUMNS": "250"})
-        assert "sb.items [tenant=t" in table.stdout, table.stdout
         wait_until(lambda: limited.stats()["total"] >= 100, "some progress")
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
@@ -202,6 +194,8 @@ def test_status_names_the_worker_of_a_job_before_its_first_heartbeat(
         row = workers(tmp_path)["solo"]
         assert row["running"] == 1
         assert row["jobs"] == ["sb.items [tenant=a]"]
+        table = syncline("workers", cwd=tmp_path, env={"COLUMNS": "250"})
+        assert "sb.items [tenant=a]" in table.stdout, table.stdout  # brackets kept
         stop([worker])
     finally:
         worker.kill()
