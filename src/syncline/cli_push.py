@@ -277,7 +277,7 @@ def outbox_command(
     table = Table("plan", "created", "stream", "priority", *OUTBOX_STATUSES, "statement")
     for plan in report:
         add_text_row(
-                table,
+            table,
             plan["plan"][:8], plan["created_at"][:19], plan["stream"], plan["priority"],
             *(str(plan["counts"].get(s, 0)) for s in OUTBOX_STATUSES), plan["statement"],
         )  # fmt: skip

@@ -242,21 +242,35 @@ sources:
     assert "sources.api.headers.X-Api-Key holds a secret written in the file" in shown.stderr
 
 
+def write_limited_config(
+    tmp_path: Path,
+    sandbox: SandboxProcess,
+    limit: dict[str, Any],
+    *,
+    stream: dict[str, Any],
+    **source: Any,
+) -> None:
+    """One stream of 100-record pages under one declared ``limit``."""
+    items = {**STYLES_BY_NAME["page_number_short_page"].stream(100), **stream}
+    source = {
+        "base_url": sandbox.base_url,
+        "limits": [limit],
+        "streams": {"items": items},
+        **source,
+    }
+    config = {"store": "sqlite:///store.db", "sources": {"sb": source}}
+    (tmp_path / "syncline.yaml").write_text(json.dumps(config))
+
+
 def test_a_spent_budget_pauses_with_exit_0_and_quota_shows_it(
     sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
-    stream = STYLES_BY_NAME["page_number_short_page"].stream(100)
-    config = {
-        "store": "sqlite:///store.db",
-        "sources": {
-            "sb": {
-                "base_url": sandbox.base_url,
-                "limits": [{"calls": 2, "per": "day", "reserve": 1, "name": "daily"}],
-                "streams": {"items": {**stream, "priority": "high"}},
-            }
-        },
-    }
-    (tmp_path / "syncline.yaml").write_text(json.dumps(config))
+    write_limited_config(
+        tmp_path,
+        sandbox,
+        {"calls": 2, "per": "day", "reserve": 1, "name": "daily"},
+        stream={"priority": "high"},
+    )
     done = syncline("sync", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -277,19 +291,13 @@ def test_a_spent_budget_pauses_with_exit_0_and_quota_shows_it(
 def test_tables_show_bracketed_values_as_they_are(sandbox: SandboxProcess, tmp_path: Path) -> None:
     """Scopes and labels hold brackets (``sb[tenant=a]``); a table must not read them as
     markup and drop them."""
-    stream = STYLES_BY_NAME["page_number_short_page"].stream(100)
-    config = {
-        "store": "sqlite:///store.db",
-        "sources": {
-            "sb": {
-                "base_url": sandbox.base_url,
-                "partitions": {"tenant": ["a"]},
-                "limits": [{"calls": 2, "per": "day", "name": "daily"}],
-                "streams": {"items": {**stream, "params": {"tenant": "{tenant}"}}},
-            }
-        },
-    }
-    (tmp_path / "syncline.yaml").write_text(json.dumps(config))
+    write_limited_config(
+        tmp_path,
+        sandbox,
+        {"calls": 2, "per": "day", "name": "daily"},
+        stream={"params": {"tenant": "{tenant}"}},
+        partitions={"tenant": ["a"]},
+    )
     assert syncline("sync", cwd=tmp_path).returncode == 0
     wide = {"COLUMNS": "200"}
     quota = syncline("quota", cwd=tmp_path, env=wide)

@@ -203,6 +203,7 @@ class Worker:
             await asyncio.sleep(self.config.run.heartbeat)
             try:
                 await self._registry_write(app, "beat")
+                await self._registry_write(app, "prune")
                 await self._recover_stalled(app)
             except Exception:  # a busy database now and then must not stop the worker
                 log.warning("worker upkeep failed; trying again", exc_info=True)
@@ -257,6 +258,7 @@ class Worker:
                 done=self._done,
                 worker_id=None if queue_worker is None else queue_worker.worker_id,
             )
+        elif action == "prune":
             await connector.execute_query_async(
                 "DELETE FROM _syncline_workers WHERE heartbeat_at < now() - %(keep)s",
                 keep=REGISTRY_KEEP,
